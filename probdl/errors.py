@@ -1,0 +1,35 @@
+"""The errors probdl raises on bad input.
+
+Every error a user can provoke is a :class:`ProbdlError`, so one ``except`` clause catches them
+all. Each message says what was wrong, where (file, variable, row) and how to fix it::
+
+    from probdl.errors import DataError
+    try:
+        load_idx("labels.idx", "images.idx")
+    except DataError as err:
+        print(err)   # names the file, the bad magic number and what an IDX file starts with
+"""
+
+from __future__ import annotations
+
+__all__ = ["CheckpointError", "DataError", "InferenceError", "ModelError", "ProbdlError"]
+
+
+class ProbdlError(Exception):
+    """Base class of every error probdl raises on bad input or an impossible request."""
+
+
+class DataError(ProbdlError, ValueError):
+    """Input data is malformed: a file, an image tensor, a label, a table of rows."""
+
+
+class ModelError(ProbdlError, ValueError):
+    """A model is malformed: a cyclic graph, a CPT of the wrong shape, a bad configuration."""
+
+
+class InferenceError(ProbdlError, ValueError):
+    """A query cannot be answered: unknown names, impossible evidence, a plan too large."""
+
+
+class CheckpointError(ProbdlError, OSError):
+    """A saved model cannot be loaded: truncated, another architecture or format version, unsafe."""
