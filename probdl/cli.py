@@ -1,0 +1,172 @@
+"""The ``probdl`` command line; the only module that parses arguments.
+
+    probdl demo
+    probdl train --data digits --epochs 30 --out runs/digits
+    probdl bn query asia --target lung --evidence smoke=yes
+
+Exit codes: 0 success, 2 usage error, 1 a :class:`~probdl.errors.ProbdlError` (its message is
+printed without a traceback; ``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from probdl import __version__
+from probdl.errors import ProbdlError
+
+DATA_HELP = "digits | shapes | idx:IMAGES,LABELS | cifar:DIR | folder:DIR"
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, example: str):
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog="example:\n" + textwrap.indent(example, "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probdl",
+        description="Bayesian networks and Bayesian CNNs: inference, learning, uncertainty.",
+        epilog="Run `probdl COMMAND --help` for each command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"probdl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _command(sub, "demo", "run the main job end to end on bundled data", "probdl demo")
+    p.add_argument("--out", default="demo_out", help="folder for the plots (default demo_out)")
+    p.add_argument("--parts", nargs="*", help="only these parts: data graph em bnn hybrid")
+
+    p = _command(
+        sub,
+        "train",
+        "train a Bayesian CNN (or a baseline) on an image dataset",
+        "probdl train --data digits --epochs 30 --out runs/digits",
+    )
+    p.add_argument("--data", default="digits", help=DATA_HELP)
+    p.add_argument("--out", required=True, help="run folder: model.pt, checkpoints, plots")
+    p.add_argument(
+        "--model", default="bayesian", choices=["bayesian", "deterministic", "mc-dropout"]
+    )
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--nproc", type=int, default=1, help="processes under torchrun")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+
+    p = _command(
+        sub,
+        "evaluate",
+        "evaluate a saved model on a dataset's test split",
+        "probdl evaluate --model runs/digits/model.pt --data digits --ood noise",
+    )
+    p.add_argument("--model", required=True, help="a model saved by `probdl train`")
+    p.add_argument("--data", default="digits", help=DATA_HELP)
+    p.add_argument("--ood", choices=["noise", "rotate"], help="an out-of-distribution set")
+    p.add_argument("--num-samples", type=int, default=32)
+    p.add_argument("--out", help="folder for plots (default: beside the model)")
+    p.add_argument("--json", action="store_true")
+
+    p = _command(
+        sub,
+        "predict",
+        "predict with uncertainty on new images and check for drift",
+        "probdl predict --model runs/digits/model.pt --images new/ --out predictions.csv",
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", required=True, help="an image file, a folder, or .npy (N,C,H,W)")
+    p.add_argument("--out", required=True, help="CSV of labels, probabilities and uncertainty")
+    p.add_argument("--num-samples", type=int, default=32)
+    p.add_argument("--abstain", type=float, default=0.5, help="abstain below this confidence")
+    p.add_argument("--json", action="store_true")
+
+    bn = _command(
+        sub, "bn", "Bayesian networks: query, fit, impute", "probdl bn query asia --target lung"
+    )
+    bn_sub = bn.add_subparsers(dest="bn_command", metavar="BN_COMMAND")
+    q = _command(
+        bn_sub,
+        "query",
+        "posterior of target variables given evidence",
+        "probdl bn query asia --target lung --evidence smoke=yes,xray=yes --plot asia.png",
+    )
+    q.add_argument("net", help="a .bif/.xmlbif/.uai file or a bundled network's name")
+    q.add_argument("--target", required=True, action="append", help="repeat or comma-separate")
+    q.add_argument("--evidence", default="", help="A=a,B=b")
+    q.add_argument("--plot", help="draw the network with posterior bars to this PNG")
+    q.add_argument("--json", action="store_true")
+    f = _command(
+        bn_sub,
+        "fit",
+        "learn CPTs from a CSV with missing cells (EM), latent variables allowed",
+        "probdl bn fit asia data.csv --latent H:2 --out fitted.bif",
+    )
+    f.add_argument("net")
+    f.add_argument("data", help="CSV, one column per observed variable; empty cell = missing")
+    f.add_argument("--latent", action="append", default=[], help="NAME:K, repeatable")
+    f.add_argument("--out", required=True, help="where to write the fitted network (.bif ...)")
+    f.add_argument("--max-iter", type=int, default=100)
+    f.add_argument("--prior", type=float, default=1.0)
+    f.add_argument("--nproc", type=int, default=1, help="processes under torchrun")
+    f.add_argument("--json", action="store_true")
+    m = _command(
+        bn_sub,
+        "impute",
+        "fill missing cells with their most probable states, with posteriors",
+        "probdl bn impute asia data.csv --out completed.csv",
+    )
+    m.add_argument("net")
+    m.add_argument("data")
+    m.add_argument("--out", required=True)
+    m.add_argument("--json", action="store_true")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "demo":
+        from probdl._demo.runner import run_demo
+
+        run_demo(args.out, args.parts)
+        return 0
+    if args.command in ("train", "evaluate", "predict"):
+        from probdl import _cli_bnn
+
+        return getattr(_cli_bnn, args.command)(args)
+    if args.command == "bn" and args.bn_command:
+        from probdl import _cli_graph
+
+        return getattr(_cli_graph, args.bn_command)(args)
+    parser.print_help()
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        return _dispatch(args, parser)
+    except ProbdlError as err:
+        if args.debug:
+            raise
+        print(f"probdl: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("probdl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
