@@ -8,7 +8,7 @@
 
 from probdl.data.builtin import SHAPE_CLASSES, load_digits, make_shapes
 from probdl.data.dataset import ImageDataset
-from probdl.data.files import load_cifar, load_idx, load_image_folder
+from probdl.data.files import load_cifar, load_idx, load_image_folder, load_images
 from probdl.data.splits import split, split_indices
 from probdl.data.transforms import Augment, Standardize
 
@@ -21,6 +21,7 @@ __all__ = [
     "load_digits",
     "load_idx",
     "load_image_folder",
+    "load_images",
     "make_shapes",
     "split",
     "split_indices",

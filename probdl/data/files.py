@@ -24,7 +24,7 @@ import numpy as np
 from probdl.data.dataset import ImageDataset
 from probdl.errors import DataError
 
-__all__ = ["load_cifar", "load_idx", "load_image_folder"]
+__all__ = ["load_cifar", "load_idx", "load_image_folder", "load_images"]
 
 # IDX type codes (the third byte of the magic number) -> numpy big-endian dtype.
 _IDX_DTYPES = {
@@ -202,6 +202,42 @@ def _cifar_class_names(directory: Path) -> list[str]:
     return []
 
 
+def _read_images(
+    files: list[Path], size: tuple[int, int] | None, channels: int | None, where: Path
+) -> np.ndarray:
+    """Decode image files into one float32 array (N, C, H, W) in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    pictures = []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                pictures.append(img.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise DataError(f"{path}: unreadable image ({err}); remove or replace it.") from None
+    if channels is None:
+        colour = any(p.mode not in ("1", "L", "LA", "I", "I;16", "F") for p in pictures)
+        channels = 3 if colour else 1
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}.")
+    mode = "RGB" if channels == 3 else "L"
+    arrays = []
+    for picture in pictures:
+        picture = picture.convert(mode)
+        if size is not None:
+            picture = picture.resize((size[1], size[0]), Image.BILINEAR)
+        array = np.asarray(picture, dtype=np.float32) / 255.0
+        arrays.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(
+            f"{where}: images differ in size ({sorted(shapes)[:3]}...); pass size=(H, W) "
+            "to resize them to one size."
+        )
+    return np.stack(arrays)
+
+
 def load_image_folder(
     directory: str | Path, size: tuple[int, int] | None = None, channels: int | None = None
 ) -> ImageDataset:
@@ -216,8 +252,6 @@ def load_image_folder(
     channels : {1, 3}, optional
         Force grey (1) or colour (3). By default colour if any image is colour, else grey.
     """
-    from PIL import Image, UnidentifiedImageError
-
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: no such image folder.")
@@ -233,34 +267,40 @@ def load_image_folder(
             f"{directory}: no images found; expected one subfolder per class holding "
             f"{', '.join(sorted(_IMAGE_SUFFIXES))} files."
         )
-    pictures = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                pictures.append(img.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise DataError(f"{path}: unreadable image ({err}); remove or replace it.") from None
-    if channels is None:
-        colour = any(p.mode not in ("1", "L", "LA", "I", "I;16", "F") for p in pictures)
-        channels = 3 if colour else 1
-    if channels not in (1, 3):
-        raise DataError(f"load_image_folder: channels must be 1 or 3, got {channels}.")
-    mode = "RGB" if channels == 3 else "L"
-    arrays = []
-    for picture in pictures:
-        picture = picture.convert(mode)
-        if size is not None:
-            picture = picture.resize((size[1], size[0]), Image.BILINEAR)
-        array = np.asarray(picture, dtype=np.float32) / 255.0
-        arrays.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise DataError(
-            f"{directory}: images differ in size ({sorted(shapes)[:3]}...); pass size=(H, W) "
-            "to resize them to one size."
-        )
+    images = _read_images([path for path, _ in files], size, channels, directory)
     labels = np.array([label for _, label in files], dtype=np.int64)
-    return ImageDataset(
-        np.stack(arrays), labels, [d.name for d in class_dirs], source=str(directory)
-    )
+    return ImageDataset(images, labels, [d.name for d in class_dirs], source=str(directory))
+
+
+def load_images(
+    path: str | Path, size: tuple[int, int] | None = None, channels: int | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Unlabelled images for prediction: one file, a folder of files (searched recursively),
+    or a ``.npy`` array of shape (N, C, H, W) in [0, 1].
+
+    Returns the images (N, C, H, W) float32 and a name for each (its file, or ``array[i]``).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise DataError(f"{path}: not a readable .npy array ({err}).") from None
+        if array.ndim == 3:
+            array = array[:, None]
+        if array.ndim != 4 or array.dtype.kind not in "fiu":
+            raise DataError(f"{path}: expected a numeric array (N, C, H, W), got {array.shape}.")
+        array = array.astype(np.float32)
+        if array.dtype.kind in "iu" or array.max(initial=0) > 1.0:
+            array = array / 255.0
+        return array, [f"{path.name}[{i}]" for i in range(len(array))]
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    else:
+        raise DataError(f"{path}: no such image file or folder.")
+    if not files:
+        raise DataError(f"{path}: no images found ({', '.join(sorted(_IMAGE_SUFFIXES))}).")
+    images = _read_images(files, size, channels, path)
+    return images, [str(p.relative_to(path) if path.is_dir() else p.name) for p in files]

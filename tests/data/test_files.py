@@ -154,3 +154,19 @@ def test_load_image_folder_empty_and_unreadable(tmp_path):
     (tmp_path / "imgs" / "cat" / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError, match=r"broken\.png.*unreadable"):
         load_image_folder(tmp_path / "imgs")
+
+
+def test_load_images_reads_a_file_a_folder_and_an_array(tmp_path):
+    from probdl.data import load_images
+
+    write_folder(tmp_path / "imgs", sizes=((6, 5),), mode="L")
+    images, names = load_images(tmp_path / "imgs", size=(8, 8))
+    assert images.shape == (2, 1, 8, 8) and names == ["cat/0.png", "dog/0.png"]
+    one, one_name = load_images(tmp_path / "imgs" / "cat" / "0.png")
+    assert one.shape == (1, 1, 6, 5) and one_name == ["0.png"]
+    np.save(tmp_path / "batch.npy", np.full((3, 1, 4, 4), 0.5, dtype=np.float32))
+    array, array_names = load_images(tmp_path / "batch.npy")
+    assert array.shape == (3, 1, 4, 4) and array_names[2] == "batch.npy[2]"
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"objects\.npy"):
+        load_images(tmp_path / "objects.npy")
