@@ -22,7 +22,7 @@ import torch
 
 from probdl._io import atomic_write
 
-__all__ = ["image_grid", "save_figure"]
+__all__ = ["image_grid", "network_posteriors", "save_figure"]
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -57,4 +57,51 @@ def image_grid(
             ax.imshow(img.transpose(1, 2, 0))
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=7)
+    return save_figure(fig, path)
+
+
+def network_posteriors(
+    bn,  # probdl.graph.BayesNet; untyped to keep plots free of a graph import at load time
+    posteriors: dict[str, np.ndarray],
+    path: str | Path,
+    observed: set[str] | None = None,
+) -> Path:
+    """Draw the network's graph, each node with a bar chart of its posterior.
+
+    Nodes are laid out in layers by topological generation (parents above children); observed
+    variables are drawn in orange, the rest in blue.
+    """
+    import networkx as nx
+
+    graph = bn.graph
+    observed = observed or set()
+    layers = list(nx.topological_generations(graph))
+    pos: dict[str, tuple[float, float]] = {}
+    for depth, layer in enumerate(layers):
+        for i, node in enumerate(sorted(layer)):
+            pos[node] = ((i + 0.5) / len(layer), 1.0 - (depth + 0.5) / len(layers))
+    width = max(6.0, 1.6 * max(len(layer) for layer in layers))
+    fig = plt.figure(figsize=(width, 1.6 * len(layers) + 0.5))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    box_w, box_h = 0.8 / width * 1.4, 0.55 / len(layers)
+    for parent, child in graph.edges:
+        (x0, y0), (x1, y1) = pos[parent], pos[child]
+        # from the bottom of the parent's box to just above the child's title
+        ax.annotate("", xy=(x1, y1 + box_h * 0.62), xytext=(x0, y0 - box_h / 2),
+                    arrowprops={"arrowstyle": "-|>", "color": "0.55", "lw": 0.8})
+    for node, (x, y) in pos.items():
+        inset = fig.add_axes((x - box_w / 2, y - box_h / 2, box_w, box_h))
+        probs = np.asarray(posteriors[node], dtype=float)
+        labels = [str(s) for s in bn.states[node]]
+        colour = "tab:orange" if node in observed else "tab:blue"
+        inset.barh(range(len(probs)), probs, color=colour)
+        inset.set_xlim(0, 1)
+        inset.set_yticks(range(len(probs)), [lab[:10] for lab in labels], fontsize=5)
+        inset.set_xticks([])
+        inset.invert_yaxis()
+        inset.set_title(node[:18], fontsize=6, pad=1)
+        inset.tick_params(length=0)
     return save_figure(fig, path)
