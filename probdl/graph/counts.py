@@ -1,0 +1,432 @@
+"""Family counting: rows as integer codes, (expected) family counts, and their normalization.
+
+    from probdl.graph.counts import NetSpec, encode_rows, family_counts, normalize
+    spec = NetSpec.from_network(BayesNet.example("asia"))
+    codes = encode_rows(rows, spec)                  # (N, V) int64, -1 = missing
+    unique, weight = unique_rows(codes)              # repeated rows counted once, with a weight
+    cpts = normalize(family_counts(unique, weight, spec), spec, prior=1.0)
+
+A *family* is a variable with its parents; its counts have the CPT's shape (k_var, k_parent1, ...).
+Exact counts come from complete rows (:func:`family_counts`); expected counts from rows with holes
+come from :class:`BatchedNetwork` (the EM E-step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from probdl.errors import DataError
+
+__all__ = [
+    "NetSpec",
+    "decode_rows",
+    "encode_rows",
+    "family_counts",
+    "forward_sample",
+    "normalize",
+    "pseudo_counts",
+    "unique_rows",
+]
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """The structure of a discrete Bayesian network: variables, their states and parents.
+
+    Attributes
+    ----------
+    variables : tuple of str
+        Variables in topological order (parents before children).
+    states : dict
+        Variable -> tuple of state labels (str).
+    parents : dict
+        Variable -> tuple of parent names; a CPT has shape ``(k_var, k_parent1, ...)``.
+    """
+
+    variables: tuple[str, ...]
+    states: dict[str, tuple[str, ...]]
+    parents: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def from_network(cls, bn: Any, latent: Mapping[str, Any] | None = None) -> NetSpec:
+        """Read the structure of a ``BayesNet`` (or a pgmpy model), with latent states overridden.
+
+        ``latent`` maps a variable to its number of states or its list of labels; a count equal
+        to the network's keeps the network's labels, another count gives labels "0", "1", ....
+        """
+        if hasattr(bn, "variables") and hasattr(bn, "cpd") and not callable(bn.variables):
+            variables = list(bn.variables)
+            states = {v: tuple(str(s) for s in bn.states[v]) for v in variables}
+            parents = {v: tuple(bn.parents(v)) for v in variables}
+        else:  # a pgmpy DiscreteBayesianNetwork
+            import networkx as nx
+
+            variables = list(nx.topological_sort(bn))
+            states = {v: tuple(str(s) for s in bn.get_cpds(v).state_names[v]) for v in variables}
+            parents = {v: tuple(bn.get_cpds(v).variables[1:]) for v in variables}
+        for name, spec in (latent or {}).items():
+            if name not in states:
+                raise DataError(
+                    f"latent variable {name!r} is not a variable of the network's structure "
+                    f"(variables: {', '.join(variables)}); add it with its edges to the network "
+                    f"before fitting, or fix the name"
+                )
+            states[name] = _latent_states(name, spec, states[name])
+        return cls(tuple(variables), states, parents)
+
+    def shape(self, var: str) -> tuple[int, ...]:
+        """The CPT shape of ``var``: ``(k_var, k_parent1, ...)``."""
+        return (len(self.states[var]), *(len(self.states[p]) for p in self.parents[var]))
+
+    def children(self, var: str) -> list[str]:
+        """Variables that have ``var`` as a parent."""
+        return [v for v in self.variables if var in self.parents[v]]
+
+
+def _latent_states(name: str, spec: Any, current: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        if spec < 2:
+            raise DataError(f"latent variable {name!r} needs at least 2 states, got {spec}")
+        if spec == len(current):
+            return current
+        return tuple(str(i) for i in range(int(spec)))
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
+        labels = tuple(str(s) for s in spec)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise DataError(
+                f"latent variable {name!r} needs at least 2 distinct state labels, got {list(spec)}"
+            )
+        return labels
+    raise DataError(
+        f"latent variable {name!r}: give its number of states (e.g. {{{name!r}: 2}}) or its "
+        f"labels (e.g. {{{name!r}: ['lo', 'hi']}}), not {spec!r}"
+    )
+
+
+def _labels_of(values: pd.Series) -> pd.Series:
+    """State labels as str; floats that hold integers (a column with NaN) read as "1", not "1.0"."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "string":
+        return values.astype(object)
+    if kind == "integer" or (kind == "floating" and bool((values % 1 == 0).all())):
+        return values.astype(np.int64).astype(str)
+    return values.astype(object).map(_label)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    return str(value)
+
+
+def encode_rows(
+    rows: Any,
+    spec: NetSpec,
+    latent: Sequence[str] = (),
+    learning: bool = True,
+) -> np.ndarray:
+    """Validate a frame of state labels and turn it into codes ``(N, V)``, -1 where missing.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        One column per observed variable, states as labels, NaN/None where unobserved.
+    spec : NetSpec
+        The network's structure (columns of the result follow ``spec.variables``).
+    latent : sequence of str
+        Variables declared latent: they must have no column.
+    learning : bool
+        True for fitting: every variable needs a column (or a latent declaration) with at least
+        one observed value. False for queries and imputation: absent columns are unobserved.
+
+    Raises
+    ------
+    DataError
+        Not a frame, no rows, a column that is no variable, a latent name that is a column,
+        unknown state labels (listed with their columns), a never-observed undeclared variable.
+    """
+    if not isinstance(rows, pd.DataFrame):
+        raise DataError(
+            f"rows must be a pandas.DataFrame with one column per variable, got "
+            f"{type(rows).__name__}"
+        )
+    if len(rows) == 0:
+        raise DataError("rows is an empty frame: give at least one row of observations")
+    columns = [str(c) for c in rows.columns]
+    if len(set(columns)) != len(columns):
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        raise DataError(f"rows has duplicate columns {dup}; give each variable one column")
+    unknown = [c for c in columns if c not in spec.states]
+    if unknown:
+        raise DataError(
+            f"columns {unknown} are not variables of the network (variables: "
+            f"{', '.join(spec.variables)}); drop or rename them"
+        )
+    clash = [name for name in latent if name in columns]
+    if clash:
+        raise DataError(
+            f"latent variables {clash} are columns of the data, so they are not latent; drop "
+            f"the columns or remove them from latent="
+        )
+    index = {v: i for i, v in enumerate(spec.variables)}
+    codes = np.full((len(rows), len(spec.variables)), -1, dtype=np.int64)
+    bad: list[str] = []
+    for name, column in zip(columns, rows.columns, strict=True):
+        values = rows[column]
+        observed = values.notna().to_numpy()
+        labels = _labels_of(values[observed])
+        code = pd.Index(spec.states[name]).get_indexer(labels).astype(np.int64)
+        if (code < 0).any():
+            offending = sorted(set(labels[code < 0]))[:10]
+            bad.append(f"{name}: {offending} (known: {list(spec.states[name])})")
+        codes[observed, index[name]] = code
+    if bad:
+        raise DataError(
+            "unknown state labels, by column: " + "; ".join(bad)
+            + ". Use the network's state labels (bn.states) or NaN for a missing value"
+        )
+    if learning:
+        never = [
+            v for v in spec.variables
+            if v not in latent and (codes[:, index[v]] < 0).all()
+        ]
+        if never:
+            raise DataError(
+                f"variables {never} are never observed (no column, or a column entirely "
+                f"missing) and not declared latent; pass latent={{name: n_states}} for them or "
+                f"supply their values"
+            )
+    return codes
+
+
+def decode_rows(codes: np.ndarray, spec: NetSpec, columns: Sequence[str], index: Any = None):
+    """Codes ``(N, V)`` back to a frame of labels for ``columns`` (missing codes become NaN)."""
+    position = {v: i for i, v in enumerate(spec.variables)}
+    data = {}
+    for c in columns:
+        labels = np.array([*spec.states[c], np.nan], dtype=object)
+        data[c] = labels[codes[:, position[c]]]  # -1 picks the trailing NaN
+    return pd.DataFrame(data, index=index)
+
+
+def unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows and how often each occurs (float64 weights), so repeats cost one row."""
+    unique, counts = np.unique(codes, axis=0, return_counts=True)
+    return unique, counts.astype(np.float64)
+
+
+def family_counts(
+    codes: np.ndarray, weights: np.ndarray, spec: NetSpec
+) -> dict[str, np.ndarray]:
+    """Weighted counts of each family over the rows where the whole family is observed."""
+    position = {v: i for i, v in enumerate(spec.variables)}
+    counts = {}
+    for var in spec.variables:
+        family = [position[var]] + [position[p] for p in spec.parents[var]]
+        shape = spec.shape(var)
+        sub = codes[:, family]
+        keep = (sub >= 0).all(axis=1)
+        flat = np.ravel_multi_index(tuple(sub[keep].T), shape) if keep.any() else np.empty(0, int)
+        counts[var] = np.bincount(
+            flat, weights=weights[keep], minlength=int(np.prod(shape))
+        ).reshape(shape)
+    return counts
+
+
+def pseudo_counts(spec: NetSpec, prior: float, kind: str = "dirichlet") -> dict[str, float]:
+    """Pseudo-count added to every CPT cell: ``prior`` itself ("dirichlet"), or the BDeu share
+    ``prior / (k_var * q_parents)`` of an equivalent sample size ``prior`` ("bdeu")."""
+    if not np.isfinite(prior) or prior < 0:
+        raise DataError(f"prior must be a finite pseudo-count >= 0, got {prior}")
+    if kind == "dirichlet":
+        return {v: float(prior) for v in spec.variables}
+    if kind == "bdeu":
+        return {v: float(prior) / float(np.prod(spec.shape(v))) for v in spec.variables}
+    raise DataError(f"prior_type must be 'dirichlet' or 'bdeu', got {kind!r}")
+
+
+def normalize(
+    counts: Mapping[str, np.ndarray], spec: NetSpec, alpha: Mapping[str, float]
+) -> dict[str, np.ndarray]:
+    """The M-step: ``(counts + alpha)`` normalized over each CPT column.
+
+    Raises
+    ------
+    DataError
+        A parent configuration with no support (zero counts) and a zero pseudo-count, naming the
+        family and the configuration: it has no maximum-likelihood estimate.
+    """
+    cpts = {}
+    for var in spec.variables:
+        table = np.asarray(counts[var], dtype=np.float64) + alpha[var]
+        total = table.sum(axis=0, keepdims=True)
+        empty = total[0] <= 0
+        if empty.any():
+            config = np.argwhere(empty)[0]
+            named = ", ".join(
+                f"{p}={spec.states[p][i]}" for p, i in zip(spec.parents[var], config, strict=True)
+            )
+            raise DataError(
+                f"family {var} | {', '.join(spec.parents[var]) or '(no parents)'} has no support "
+                f"in the data at parent configuration ({named or 'any'}) and the prior is 0, so "
+                f"its CPT column is undefined; use prior > 0 (method='bayes' or EM with prior) "
+                f"or supply rows with that configuration"
+            )
+        cpts[var] = table / total
+    return cpts
+
+
+def forward_sample(
+    spec: NetSpec, cpts: Mapping[str, np.ndarray], n: int, seed: int = 0
+) -> np.ndarray:
+    """Ancestral sampling: ``n`` complete rows as codes ``(n, V)``, vectorized per variable."""
+    rng = np.random.default_rng(seed)
+    position = {v: i for i, v in enumerate(spec.variables)}
+    codes = np.zeros((n, len(spec.variables)), dtype=np.int64)
+    for var in spec.variables:
+        table = np.asarray(cpts[var], dtype=np.float64)
+        k = table.shape[0]
+        columns = table.reshape(k, -1)
+        if spec.parents[var]:
+            config = np.ravel_multi_index(
+                tuple(codes[:, position[p]] for p in spec.parents[var]), table.shape[1:]
+            )
+        else:
+            config = np.zeros(n, dtype=np.int64)
+        cdf = np.cumsum(columns[:, config], axis=0)  # (k, n)
+        draw = rng.random(n) * cdf[-1]
+        codes[:, position[var]] = np.minimum((draw[None, :] >= cdf).sum(axis=0), k - 1)
+    return codes
+
+
+class BatchedNetwork:
+    """Sum- or max-product over a network for a batch of rows, one contraction for every pattern.
+
+    Each variable contributes its CPT and an evidence vector per row (one-hot where observed,
+    ones where missing), so rows with any missingness pattern share one contraction. The
+    elimination order is searched once by opt_einsum on the network without a batch index and
+    replayed with one; intermediates are rescaled per row so long networks never underflow.
+    ``log P(observed part of row)`` is differentiable in the CPTs and the evidence:
+    ``cpt * d(sum_r w_r log P_r)/d cpt`` is the expected family count (the E-step), and
+    ``evidence * d log P_r / d evidence`` is each variable's posterior.
+    """
+
+    def __init__(self, spec: NetSpec):
+        import opt_einsum
+
+        self.spec = spec
+        names = list(spec.variables)
+        self._symbol = {v: i for i, v in enumerate(names)}
+        terms = [tuple(self._symbol[u] for u in (v, *spec.parents[v])) for v in names]
+        terms += [(self._symbol[v],) for v in names]
+        self._terms = terms
+        size = {self._symbol[v]: len(spec.states[v]) for v in names}
+        equation = ",".join(
+            "".join(opt_einsum.get_symbol(i) for i in term) for term in terms
+        ) + "->"
+        shapes = [tuple(size[i] for i in term) for term in terms]
+        path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto")
+        # Replay plan: each step contracts operand positions into one operand kept at the end.
+        self._steps: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        live = list(terms)
+        for positions in path:
+            picked = [live[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                live.pop(p)
+            needed = {i for term in live for i in term}
+            kept = tuple(sorted({i for term in picked for i in term} & needed))
+            self._steps.append((tuple(positions), kept))
+            live.append(kept)
+
+    def log_prob(self, cpts: Sequence[Any], evidence: Sequence[Any]) -> Any:
+        """``log P(observed part)`` per row, (B,); ``cpts`` and ``evidence`` as torch tensors in
+        ``spec.variables`` order, evidence of shape (B, k_var) with entries in [0, 1]."""
+        import torch
+
+        # No row can fall below the product of each CPT's smallest positive entry; when that
+        # bound stays far from float64's underflow, the per-step rescaling is skipped.
+        floor = sum(
+            float(torch.log(t.detach()[t.detach() > 0].min())) if (t.detach() > 0).any() else 0.0
+            for t in cpts
+        )
+        rescale = floor < -600.0
+
+        operands = [(t, term, False) for t, term in zip(cpts, self._terms, strict=False)]
+        operands += [
+            (e, term, True)
+            for e, term in zip(evidence, self._terms[len(cpts):], strict=True)
+        ]
+        batch = evidence[0].shape[0]
+        log_scale = torch.zeros(batch, dtype=evidence[0].dtype)
+        for positions, kept in self._steps:
+            picked = [operands[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                operands.pop(p)
+            letters = {i: chr(98 + n) if n < 24 else chr(65 + n - 24) for n, i in enumerate(
+                sorted({i for _, term, _ in picked for i in term}))}
+            batched = any(b for _, _, b in picked)
+            inputs = ",".join(("a" if b else "") + "".join(letters[i] for i in term)
+                              for _, term, b in picked)
+            output = ("a" if batched else "") + "".join(letters[i] for i in kept)
+            result = torch.einsum(f"{inputs}->{output}", *[t for t, _, _ in picked])
+            if batched and rescale:
+                peak = result.detach().reshape(batch, -1).amax(dim=1).clamp_min(1e-300)
+                result = result / peak.reshape((batch,) + (1,) * len(kept))
+                log_scale = log_scale + torch.log(peak)
+            operands.append((result, kept, batched))
+        total = operands[0][0]
+        for t, _, _ in operands[1:]:
+            total = total * t
+        return torch.log(total) + log_scale
+
+    def max_log_prob(self, log_cpts: Sequence[Any], log_evidence: Sequence[Any]) -> Any:
+        """``max over unobserved states of log P(all variables)`` per row, (B,), in log space.
+
+        Each elimination keeps one maximizing index (``torch.max``), so the gradient with
+        respect to ``log_evidence`` is one-hot at a joint MAP state, consistent across variables.
+        """
+        operands = [(t, term, False) for t, term in zip(log_cpts, self._terms, strict=False)]
+        operands += [
+            (e, term, True)
+            for e, term in zip(log_evidence, self._terms[len(log_cpts):], strict=True)
+        ]
+        batch = log_evidence[0].shape[0]
+        for positions, kept in self._steps:
+            picked = [operands[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                operands.pop(p)
+            union = sorted({i for _, term, _ in picked for i in term})
+            dropped = [i for i in union if i not in kept]
+            order = list(kept) + dropped
+            batched = any(b for _, _, b in picked)
+            acc = None
+            for t, term, b in picked:
+                aligned = _align(t, term, b, order, batched, batch)
+                acc = aligned if acc is None else acc + aligned
+            lead = 1 if batched else 0
+            shape = acc.shape[: lead + len(kept)]
+            acc = acc.reshape(*shape, -1).max(dim=-1).values
+            operands.append((acc, tuple(kept), batched))
+        total = operands[0][0]
+        for t, _, _ in operands[1:]:
+            total = total + t
+        return total
+
+
+def _align(tensor: Any, term: tuple[int, ...], batched: bool, order: list[int],
+           out_batched: bool, batch: int) -> Any:
+    """View ``tensor`` (indices ``term``) broadcastable to indices ``order`` (batch first)."""
+    source = (["batch"] if batched else []) + list(term)
+    target = (["batch"] if out_batched else []) + list(order)
+    perm = [source.index(i) for i in target if i in source]
+    moved = tensor.permute(*perm) if perm != list(range(len(perm))) else tensor
+    shape = [moved.shape[[i for i in target if i in source].index(i)] if i in source else 1
+             for i in target]
+    return moved.reshape(shape)

@@ -1,0 +1,303 @@
+"""Learning CPTs from rows with holes: maximum likelihood, Dirichlet/BDeu, and EM with latents.
+
+    from probdl.graph import BayesNet
+    bn = BayesNet.example("asia")
+    rows = bn.sample(500, seed=0)
+    rows.loc[::3, "smoke"] = None                       # holes anywhere
+    fitted = bn.fit(rows.drop(columns="either"), latent={"either": 2}, max_iter=50)
+    fitted.history_                                    # EM objective per iteration, never falls
+
+EM alternates an E-step, the expected count of every family (a variable with its parents) given
+each row's observed part, and an M-step, the counts plus the prior's pseudo-counts normalized
+over each CPT column. The E-step is one batched contraction of the network per block of distinct
+rows: with the CPTs ``theta`` as leaves of the autograd graph, the expected counts are
+``theta * d(sum_r w_r log P(row_r))/d theta``, one backward pass for all families and rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from probdl.errors import DataError
+from probdl.graph.counts import (
+    BatchedNetwork,
+    NetSpec,
+    encode_rows,
+    family_counts,
+    normalize,
+    pseudo_counts,
+    unique_rows,
+)
+
+__all__ = ["fit"]
+
+_METHODS = ("em", "mle", "bayes")
+
+
+def fit(
+    bn: Any,
+    rows: Any,
+    latent: Mapping[str, Any] | None = None,
+    method: str = "em",
+    prior: float = 1.0,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    n_restarts: int = 1,
+    seed: int = 0,
+    prior_type: str = "dirichlet",
+    batch_size: int = 4096,
+    progress: bool = False,
+    init: Any = None,
+) -> Any:
+    """Fit the CPTs of ``bn``'s structure to ``rows``; returns a new network, ``bn`` untouched.
+
+    Parameters
+    ----------
+    bn : BayesNet
+        Supplies the structure (variables, states, edges); its CPTs are not used.
+    rows : pandas.DataFrame
+        One column per observed variable, states as labels, NaN anywhere a value is missing.
+        Identical rows are counted once with a weight.
+    latent : dict, optional
+        Variables of ``bn`` never observed (no column): name -> number of states or labels.
+    method : {"em", "mle", "bayes"}
+        "mle" (counts) and "bayes" (counts + pseudo-counts) need complete rows; "em" takes any.
+    prior : float
+        Pseudo-count added to every CPT cell ("dirichlet"), or the equivalent sample size
+        ("bdeu"). EM then maximizes the log-likelihood plus ``sum prior * log theta``.
+    max_iter, tol : int, float
+        EM stops after ``max_iter`` iterations or when the objective gains less than
+        ``tol`` relative.
+    n_restarts : int
+        EM runs from this many seeded starting points; the best objective is kept.
+    seed : int
+        Seeds the random starting point of latent families (never a symmetric one).
+    prior_type : {"dirichlet", "bdeu"}
+    batch_size : int
+        Distinct rows per E-step block; memory grows with it, not with the number of rows.
+    progress : bool
+        Show a tqdm bar over EM iterations.
+    init : BayesNet, optional
+        A network of the same structure and states (latent states included) whose CPTs start
+        the first EM run; by default available-case counts, and random CPTs for the families
+        of latent variables.
+
+    Returns
+    -------
+    BayesNet
+        With ``history_`` (objective per iteration, the first at the starting point, the last
+        at the returned CPTs), ``n_iter_``, ``converged_``, ``log_likelihood_`` (of the rows).
+
+    Raises
+    ------
+    DataError
+        Bad rows or latent declarations (see :func:`probdl.graph.counts.encode_rows`); holes with
+        method "mle"/"bayes"; a family without support in the data when ``prior`` is 0.
+    """
+    if method not in _METHODS:
+        raise DataError(f"method must be one of {_METHODS}, got {method!r}")
+    for name, value, low in (("max_iter", max_iter, 1), ("n_restarts", n_restarts, 1),
+                             ("batch_size", batch_size, 1)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise DataError(f"tol must be a finite number >= 0, got {tol!r}")
+    if latent is not None and not isinstance(latent, Mapping):
+        raise DataError(f"latent must be a dict name -> n_states or labels, got {latent!r}")
+    latent = dict(latent or {})
+    spec = NetSpec.from_network(bn, latent)
+    codes = encode_rows(rows, spec, latent=list(latent), learning=True)
+    unique, weight = unique_rows(codes)
+    alpha = pseudo_counts(spec, 0.0 if method == "mle" else prior, prior_type)
+
+    if method != "em":
+        holes = [v for j, v in enumerate(spec.variables) if (unique[:, j] < 0).any()]
+        if holes:
+            raise DataError(
+                f"method={method!r} needs complete rows, but {holes} have missing values "
+                f"(or are latent); use method='em'"
+            )
+        cpts = normalize(family_counts(unique, weight, spec), spec, alpha)
+        loglik = _complete_log_likelihood(unique, weight, spec, cpts)
+        return _build(bn, spec, cpts, history=[loglik + _log_prior(cpts, alpha)],
+                      loglik=loglik, n_iter=0, converged=True)
+
+    with _single_thread():
+        engine = _Estep(spec, unique, weight, batch_size)
+        base = family_counts(unique, weight, spec)
+        best = None
+        for restart in range(n_restarts):
+            start = _starting_point(spec, base, latent, np.random.default_rng([seed, restart]),
+                                    noise=0.0 if restart == 0 else 0.5)
+            if restart == 0 and init is not None:
+                start = _initial_cpts(init, spec)
+            run = _run_em(engine, spec, start, alpha, max_iter, tol, progress)
+            if best is None or run[1][-1] > best[1][-1]:
+                best = run
+    cpts, history, loglik, converged = best
+    return _build(bn, spec, cpts, history=history, loglik=loglik,
+                  n_iter=len(history) - 1, converged=converged)
+
+
+def _run_em(engine, spec, cpts, alpha, max_iter, tol, progress):
+    from tqdm.auto import tqdm
+
+    history: list[float] = []
+    converged = False
+    bar = tqdm(total=max_iter, desc="EM", disable=not progress, leave=False)
+    for _ in range(max_iter):
+        counts, loglik = engine(cpts, need_counts=True)
+        history.append(loglik + _log_prior(cpts, alpha))
+        if len(history) > 1 and history[-1] - history[-2] <= tol * abs(history[-2]):
+            converged = True
+            break
+        cpts = normalize(counts, spec, alpha)
+        bar.update(1)
+        bar.set_postfix(objective=f"{history[-1]:.4f}")
+    else:
+        _, loglik = engine(cpts, need_counts=False)
+        history.append(loglik + _log_prior(cpts, alpha))
+    bar.close()
+    return cpts, np.asarray(history), loglik, converged
+
+
+class _Estep:
+    """Expected family counts and the log-likelihood of the distinct rows, block by block."""
+
+    def __init__(self, spec: NetSpec, unique: np.ndarray, weight: np.ndarray, batch_size: int):
+        self.spec = spec
+        self.network = BatchedNetwork(spec)
+        # Evidence is built per block on each pass (not kept) so memory stays one block's worth.
+        self.blocks = [
+            (unique[i:i + batch_size], weight[i:i + batch_size])
+            for i in range(0, len(unique), batch_size)
+        ]
+
+    def __call__(self, cpts: Mapping[str, np.ndarray], need_counts: bool):
+        import torch
+
+        names = self.spec.variables
+        counts = {v: np.zeros(self.spec.shape(v)) for v in names}
+        loglik = 0.0
+        for codes, weight in self.blocks:
+            theta = [torch.tensor(cpts[v], requires_grad=need_counts) for v in names]
+            evidence = evidence_tensors(codes, self.spec)
+            with torch.set_grad_enabled(need_counts):
+                total = (self.network.log_prob(theta, evidence) * torch.from_numpy(weight)).sum()
+            if need_counts:
+                total.backward()
+                for v, t in zip(names, theta, strict=True):
+                    counts[v] += (t.detach() * t.grad).numpy()
+            loglik += float(total.detach())
+        if not np.isfinite(loglik):
+            raise DataError(
+                "some rows have probability zero under the current CPTs (a state the model "
+                "rules out); use prior > 0 so no CPT entry is exactly zero"
+            )
+        return counts, loglik
+
+
+def evidence_tensors(codes: np.ndarray, spec: NetSpec) -> list[Any]:
+    """Per variable, (B, k) float64: one-hot where observed, ones where missing."""
+    import torch
+
+    out = []
+    for j, var in enumerate(spec.variables):
+        k = len(spec.states[var])
+        column = codes[:, j]
+        table = np.vstack([np.eye(k), np.ones((1, k))])  # row -1 (missing) picks all ones
+        out.append(torch.from_numpy(table[np.where(column < 0, k, column)]))
+    return out
+
+
+def _starting_point(spec, base, latent, rng, noise):
+    """Available-case counts smoothed by one for observed families; random for latent ones.
+
+    Families touching a latent variable start from a random Dirichlet draw: a symmetric start is
+    a fixed point EM cannot leave (every latent state would stay interchangeable).
+    """
+    cpts = normalize(base, spec, {v: 1.0 for v in spec.variables})
+    for var in spec.variables:
+        random = rng.dirichlet(np.ones(spec.shape(var)[0]), size=spec.shape(var)[1:])
+        random = np.moveaxis(random, -1, 0)
+        if var in latent or any(p in latent for p in spec.parents[var]):
+            cpts[var] = random
+        elif noise > 0:
+            cpts[var] = (1 - noise) * cpts[var] + noise * random
+    return cpts
+
+
+def _initial_cpts(init: Any, spec: NetSpec) -> dict[str, np.ndarray]:
+    other = NetSpec.from_network(init)
+    if other.states != spec.states or other.parents != spec.parents:
+        raise DataError(
+            "init must have the structure and states being fitted (latent states included); "
+            "build it with BayesNet(states, parents, cpts) from the fitted network's layout"
+        )
+    if hasattr(init, "cpd") and not hasattr(init, "get_cpds"):
+        return {v: np.array(init.cpd(v), dtype=np.float64) for v in spec.variables}
+    return {v: init.get_cpds(v).get_values().reshape(spec.shape(v)) for v in spec.variables}
+
+
+def _log_prior(cpts, alpha) -> float:
+    return float(sum(alpha[v] * np.log(cpts[v]).sum() for v in cpts if alpha[v] > 0))
+
+
+def _complete_log_likelihood(codes, weight, spec, cpts) -> float:
+    counts = family_counts(codes, weight, spec)
+    return float(sum(
+        np.sum(counts[v][counts[v] > 0] * np.log(cpts[v][counts[v] > 0])) for v in spec.variables
+    ))
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Small float64 contractions run fastest on one thread (and do not fight other work)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def to_pgmpy_model(spec: NetSpec, cpts: Mapping[str, np.ndarray]) -> Any:
+    """A pgmpy ``DiscreteBayesianNetwork`` with the given structure and CPTs."""
+    from pgmpy.factors.discrete import TabularCPD
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    model = DiscreteBayesianNetwork()
+    model.add_nodes_from(spec.variables)
+    model.add_edges_from([(p, v) for v in spec.variables for p in spec.parents[v]])
+    for var in spec.variables:
+        parents = list(spec.parents[var])
+        k = len(spec.states[var])
+        model.add_cpds(TabularCPD(
+            var, k, np.asarray(cpts[var]).reshape(k, -1),
+            evidence=parents or None,
+            evidence_card=[len(spec.states[p]) for p in parents] or None,
+            state_names={u: list(spec.states[u]) for u in [var, *parents]},
+        ))
+    return model
+
+
+def _build(template, spec, cpts, history, loglik, n_iter, converged):
+    if hasattr(template, "to_pgmpy"):  # a BayesNet: same class, new CPTs
+        fitted = type(template)(
+            {v: list(spec.states[v]) for v in spec.variables},
+            {v: list(spec.parents[v]) for v in spec.variables},
+            cpts,
+        )
+    else:
+        fitted = to_pgmpy_model(spec, cpts)
+    fitted.history_ = np.asarray(history, dtype=np.float64)
+    fitted.log_likelihood_ = float(loglik)
+    fitted.n_iter_ = int(n_iter)
+    fitted.converged_ = bool(converged)
+    return fitted

@@ -1,0 +1,222 @@
+"""EM and complete-data estimators against pgmpy's estimators and brute-force enumeration."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probdl.errors import DataError
+from probdl.graph import BayesNet
+from probdl.graph.counts import NetSpec, decode_rows, forward_sample, unique_rows
+
+# A small network with a hidden cause H: every quantity can be enumerated over 108 joint states.
+STATES = {"H": ["h0", "h1"], "A": ["a0", "a1"], "X": ["x0", "x1", "x2"],
+          "Y": ["y0", "y1", "y2"], "Z": ["z0", "z1", "z2"]}
+PARENTS = {"H": [], "A": [], "X": ["H", "A"], "Y": ["H"], "Z": ["H", "Y"]}
+
+
+def _random_net(seed: int, states=STATES, parents=PARENTS, concentration=1.0) -> BayesNet:
+    rng = np.random.default_rng(seed)
+    cpts = {}
+    for v, ss in states.items():
+        shape = [len(states[p]) for p in parents[v]]
+        cpts[v] = np.moveaxis(rng.dirichlet(np.full(len(ss), concentration), size=shape), -1, 0)
+    return BayesNet(states, parents, cpts)
+
+
+def _sample(bn: BayesNet, n: int, seed: int, missing: float = 0.0, drop=()) -> pd.DataFrame:
+    spec = NetSpec.from_network(bn)
+    codes = forward_sample(spec, {v: bn.cpd(v) for v in bn.variables}, n, seed=seed)
+    codes[np.random.default_rng(seed + 1).random(codes.shape) < missing] = -1
+    return decode_rows(codes, spec, [v for v in bn.variables if v not in drop])
+
+
+def _joint(bn: BayesNet):
+    """Every joint state (as codes) and its probability, by enumeration."""
+    names = bn.variables
+    grid = np.array(list(itertools.product(*[range(len(bn.states[v])) for v in names])))
+    prob = np.ones(len(grid))
+    for j, v in enumerate(names):
+        index = (grid[:, j], *[grid[:, names.index(p)] for p in bn.parents(v)])
+        prob *= bn.cpd(v)[index]
+    return grid, prob
+
+
+def _brute_estep(bn: BayesNet, rows: pd.DataFrame):
+    """Expected family counts and log-likelihood by summing over consistent joint states."""
+    names = bn.variables
+    grid, prob = _joint(bn)
+    counts = {v: np.zeros(bn.cpd(v).shape) for v in names}
+    loglik = 0.0
+    for _, row in rows.iterrows():
+        keep = np.ones(len(grid), bool)
+        for c, value in row.items():
+            if pd.notna(value):
+                keep &= grid[:, names.index(c)] == bn.states[c].index(value)
+        p = prob[keep]
+        loglik += np.log(p.sum())
+        for v in names:
+            index = tuple(grid[keep][:, names.index(u)] for u in [v, *bn.parents(v)])
+            np.add.at(counts[v], index, p / p.sum())
+    return counts, loglik
+
+
+def _m_step(counts, alpha):
+    return {v: (c + alpha) / (c + alpha).sum(axis=0, keepdims=True) for v, c in counts.items()}
+
+
+def _table(cpd, bn: BayesNet) -> np.ndarray:
+    """A pgmpy TabularCPD as (k_var, k_parent1, ...) in ``bn.parents`` order."""
+    v = cpd.variable
+    values = cpd.get_values().reshape(cpd.cardinality)
+    for u in cpd.variables:
+        assert list(cpd.state_names[u]) == bn.states[u]
+    return np.transpose(values, [cpd.variables.index(u) for u in [v, *bn.parents(v)]])
+
+
+def test_em_on_complete_rows_equals_mle_and_pgmpy():
+    from pgmpy.estimators import MaximumLikelihoodEstimator
+
+    truth = _random_net(0, concentration=3.0)
+    rows = _sample(truth, 3000, seed=1)
+    em = truth.fit(rows, prior=0.0, max_iter=20)
+    mle = truth.fit(rows, method="mle")
+    model = truth.to_pgmpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = MaximumLikelihoodEstimator(model, rows).get_parameters()
+    for cpd in reference:
+        v = cpd.variable
+        np.testing.assert_allclose(mle.cpd(v), _table(cpd, truth), atol=1e-12)
+        np.testing.assert_allclose(em.cpd(v), mle.cpd(v), atol=1e-10)
+    assert em.converged_ and em.n_iter_ <= 3
+    np.testing.assert_allclose(em.history_[-1], mle.log_likelihood_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("prior_type", ["dirichlet", "bdeu"])
+def test_bayes_matches_pgmpy_bayesian_estimator(prior_type):
+    from pgmpy.estimators import BayesianEstimator
+
+    truth = _random_net(2)
+    rows = _sample(truth, 400, seed=3)
+    fitted = truth.fit(rows, method="bayes", prior=2.0, prior_type=prior_type)
+    em = truth.fit(rows, prior=2.0, prior_type=prior_type, max_iter=5)
+    kwargs = ({"prior_type": "dirichlet", "pseudo_counts": 2.0} if prior_type == "dirichlet"
+              else {"prior_type": "BDeu", "equivalent_sample_size": 2.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = BayesianEstimator(truth.to_pgmpy(), rows).get_parameters(**kwargs)
+    for cpd in reference:
+        v = cpd.variable
+        np.testing.assert_allclose(fitted.cpd(v), _table(cpd, truth), atol=1e-12)
+        np.testing.assert_allclose(em.cpd(v), fitted.cpd(v), atol=1e-10)
+
+
+def test_em_with_latent_and_holes_matches_brute_force_em():
+    truth = _random_net(4)
+    rows = _sample(truth, 60, seed=5, missing=0.25, drop=("H",))
+    start = _random_net(6)
+    fitted = truth.fit(rows, latent={"H": 2}, init=start, prior=0.5, max_iter=5, tol=0.0)
+    current = start
+    history = []
+    for _ in range(5):
+        counts, loglik = _brute_estep(current, rows)
+        cpts = {v: current.cpd(v) for v in current.variables}
+        history.append(loglik + 0.5 * sum(np.log(t).sum() for t in cpts.values()))
+        current = BayesNet(STATES, PARENTS, _m_step(counts, 0.5))
+    for v in truth.variables:
+        np.testing.assert_allclose(fitted.cpd(v), current.cpd(v), atol=1e-10)
+    np.testing.assert_allclose(fitted.history_[:5], history, rtol=1e-12)
+
+
+def test_log_likelihood_never_decreases_child_with_latent():
+    truth = BayesNet.example("child")
+    rows = _sample(truth, 400, seed=7, missing=0.2, drop=("LungParench",))
+    fitted = truth.fit(rows, latent={"LungParench": 3}, prior=1e-3, max_iter=25, tol=0.0)
+    h = fitted.history_
+    assert len(h) == 26 and np.isfinite(h).all()
+    assert (np.diff(h) >= -1e-9 * np.abs(h[:-1])).all()
+    assert h[-1] > h[0] + 100  # it really climbed from the random latent start
+
+
+def test_fit_leaves_the_original_untouched_and_latent_start_is_not_symmetric():
+    truth = _random_net(8)
+    before = {v: truth.cpd(v).copy() for v in truth.variables}
+    rows = _sample(truth, 300, seed=9, drop=("H",))
+    fitted = truth.fit(rows, latent={"H": ["lo", "hi"]}, max_iter=30)
+    assert fitted is not truth and fitted.states["H"] == ["lo", "hi"]
+    for v in truth.variables:
+        np.testing.assert_array_equal(truth.cpd(v), before[v])
+    assert not hasattr(truth, "history_")
+    # A symmetric start would leave Y | H identical for both latent states forever.
+    assert np.abs(fitted.cpd("Y")[:, 0] - fitted.cpd("Y")[:, 1]).max() > 0.05
+    three = truth.fit(rows, latent={"H": 3}, max_iter=3)
+    assert three.states["H"] == ["0", "1", "2"] and three.cpd("Y").shape == (3, 3)
+
+
+def test_restarts_keep_the_best_run():
+    truth = _random_net(10)
+    rows = _sample(truth, 200, seed=11, missing=0.1, drop=("H",))
+    one = truth.fit(rows, latent={"H": 2}, max_iter=15, seed=3)
+    best = truth.fit(rows, latent={"H": 2}, max_iter=15, seed=3, n_restarts=4)
+    assert best.history_[-1] >= one.history_[-1]
+    again = truth.fit(rows, latent={"H": 2}, max_iter=15, seed=3, n_restarts=4)
+    np.testing.assert_array_equal(again.history_, best.history_)
+
+
+def test_repeated_rows_count_with_their_weight():
+    truth = _random_net(12)
+    rows = _sample(truth, 80, seed=13, missing=0.2, drop=("H",))
+    start = _random_net(14)
+    once = truth.fit(rows, latent={"H": 2}, init=start, prior=0.0, max_iter=6, tol=0.0)
+    twice = truth.fit(pd.concat([rows, rows.iloc[::-1]]), latent={"H": 2}, init=start,
+                      prior=0.0, max_iter=6, tol=0.0)
+    np.testing.assert_allclose(twice.history_, 2 * once.history_, rtol=1e-12)
+    for v in truth.variables:
+        np.testing.assert_allclose(twice.cpd(v), once.cpd(v), atol=1e-12)
+    unique, weight = unique_rows(np.array([[0, 1], [0, 1], [1, -1]]))
+    assert unique.tolist() == [[0, 1], [1, -1]] and weight.tolist() == [2.0, 1.0]
+
+
+@pytest.mark.parametrize(("change", "kwargs", "message"), [
+    (lambda r: r.assign(W="x"), {}, "not variables of the network"),
+    (lambda r: r, {"latent": {"Q": 2}}, "not a variable of the network's structure"),
+    (lambda r: r.assign(H="h0"), {"latent": {"H": 2}}, "columns of the data"),
+    (lambda r: r.assign(X=r["X"].replace("x2", "x9")), {"latent": {"H": 2}}, "x9"),
+    (lambda r: r.assign(Y=None), {"latent": {"H": 2}}, "never observed"),
+    (lambda r: r, {}, "never observed"),
+    (lambda r: r.iloc[:0], {"latent": {"H": 2}}, "empty"),
+    (lambda r: r, {"latent": {"H": 1}}, "at least 2 states"),
+    (lambda r: r, {"latent": {"H": 2}, "method": "mle"}, "needs complete rows"),
+    (lambda r: r, {"latent": {"H": 2}, "method": "magic"}, "method must be"),
+    (lambda r: r, {"latent": {"H": 2}, "prior": -1.0}, "prior must be"),
+])
+def test_bad_input_raises_data_error(change, kwargs, message):
+    truth = _random_net(15)
+    rows = _sample(truth, 50, seed=16, drop=("H",))
+    with pytest.raises(DataError, match=message):
+        truth.fit(change(rows), **kwargs)
+
+
+def test_unknown_labels_are_listed_with_their_columns():
+    truth = _random_net(17)
+    rows = _sample(truth, 50, seed=18, drop=("H",)).astype(object)
+    rows.loc[0, "X"] = "bogus"
+    rows.loc[1, "Z"] = 7
+    with pytest.raises(DataError) as err:
+        truth.fit(rows, latent={"H": 2})
+    assert "X: ['bogus']" in str(err.value) and "Z: ['7']" in str(err.value)
+
+
+def test_zero_prior_without_support_names_the_family():
+    truth = _random_net(19)
+    rows = _sample(truth, 200, seed=20, drop=("H",))
+    rows = rows[rows["A"] == "a0"]  # X | H, A never sees A = a1
+    with pytest.raises(DataError, match=r"family X \| H, A .*A=a1"):
+        truth.fit(rows, latent={"H": 2}, prior=0.0, max_iter=3)
+    fitted = truth.fit(rows, latent={"H": 2}, prior=1.0, max_iter=3)  # the prior fills it
+    np.testing.assert_allclose(fitted.cpd("X")[:, :, 1], 1 / 3)
