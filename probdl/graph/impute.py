@@ -194,7 +194,7 @@ def _check_possible(log_p: Any, block: np.ndarray, spec: NetSpec) -> None:
 
 def _cpts_of(bn: Any, spec: NetSpec) -> dict[str, np.ndarray]:
     if hasattr(bn, "cpd") and not hasattr(bn, "get_cpds"):
-        return {v: np.asarray(bn.cpd(v), dtype=np.float64) for v in spec.variables}
+        return {v: np.array(bn.cpd(v), dtype=np.float64) for v in spec.variables}
     return {v: bn.get_cpds(v).get_values().reshape(spec.shape(v)) for v in spec.variables}
 
 
