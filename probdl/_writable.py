@@ -1,0 +1,94 @@
+"""Fail before long work starts when its output cannot be written (full disk, read-only folder).
+
+    from probdl._writable import check_writable
+    check_writable("runs/digits/checkpoints", needed_bytes=50_000_000)   # or raises, now
+
+A training run that only learns at its first checkpoint, minutes in, that the disk is full or
+the folder read-only has wasted those minutes; this probe finds out in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from probdl.errors import DataError, ProbdlError
+
+__all__ = ["check_writable"]
+
+#: the probe writes at most this much for real; larger needs are checked against free space
+_PROBE_CAP = 64 << 20
+_BLOCK = 1 << 20
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def check_writable(
+    directory: str | Path,
+    needed_bytes: int = 0,
+    what: str = "output folder",
+    error: type[ProbdlError] = DataError,
+) -> Path:
+    """Create ``directory`` if needed and prove that ``needed_bytes`` can be written there.
+
+    Three checks, cheapest first: the folder can be created; the file system reports enough
+    free space; a temporary file of ``min(needed_bytes, 64 MiB)`` (at least one byte) is
+    written, fsynced and deleted, which catches read-only mounts, permissions, quotas and
+    file-size limits that the free-space figure does not show.
+
+    Parameters
+    ----------
+    directory : path
+    needed_bytes : int
+        What the work will write there at most (e.g. two checkpoints during an atomic replace).
+    what : str
+        Names the folder in the error message ("checkpoint folder", ...).
+    error : ProbdlError subclass
+        Raised with a message naming the folder, the cause and a fix.
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory``.
+    """
+    directory = Path(directory)
+    fix = "pick another --out/folder, or free space or fix permissions there"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise error(
+            f"{directory}: the {what} cannot be created ({err.strerror or err}); {fix}."
+        ) from None
+    if not directory.is_dir():
+        raise error(f"{directory}: the {what} is not a folder; {fix}.")
+    free = shutil.disk_usage(directory).free
+    if needed_bytes > free:
+        raise error(
+            f"{directory}: the {what} has {_mb(free)} free but this run writes about "
+            f"{_mb(needed_bytes)}; {fix}."
+        )
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".probdl-write-probe.", dir=directory)
+        with os.fdopen(fd, "wb") as fh:
+            remaining = max(1, min(int(needed_bytes), _PROBE_CAP))
+            block = bytes(min(remaining, _BLOCK))
+            while remaining > 0:
+                fh.write(block[:remaining])
+                remaining -= len(block)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise error(
+            f"{directory}: cannot write to the {what} ({err.strerror or err}); {fix}."
+        ) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return directory
