@@ -1,0 +1,142 @@
+"""Replaying a compiled plan with torch: rescaled sum-product and log-space max-product.
+
+    from probdl.graph.contract import sum_product, max_product
+    log_z, table = sum_product(plan, operands, scalars, batch)   # log P(e) per row (+ table)
+    best, assignment = max_product(plan, log_operands, log_scalars, batch, cards)
+
+Sum-product divides every batched intermediate by its per-row maximum and carries the logarithm
+of the divisor, so evidence of probability 1e-500 stays exact and finite. The divisor is detached:
+``log_z`` stays exactly differentiable, since d log(Z / s) = d log Z for a constant s. Max-product
+adds logarithms and records the argmax of each eliminated block; backtracking through the
+records yields one consistent optimal assignment, ties included.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .plan import Plan
+
+__all__ = ["max_product", "sum_product"]
+
+
+def _finish_scalars(values: list[torch.Tensor], batch: int, like: torch.Tensor | None,
+                    log: bool) -> torch.Tensor | None:
+    if not values:
+        return None
+    total = values[0]
+    for v in values[1:]:
+        total = total + v if log else total * v
+    return total
+
+
+def sum_product(plan: Plan, operands: list[torch.Tensor], scalars: list[torch.Tensor],
+                batch: int, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contract the plan; return (log Z per row, normalized output table per row).
+
+    ``operands`` follow ``plan.terms`` (batched ones have a leading batch axis), ``scalars``
+    follow ``plan.scalars`` (each of shape (batch,)); ``ref`` gives dtype and device. The table
+    has shape (batch, *output cards) and sums to one per row (it is all ones of shape (batch,)
+    when the output is empty); rows of probability zero get ``log_z = -inf`` and a zero table.
+    """
+    work = list(operands)
+    log_scale = None
+    for st in plan.steps:
+        ops = [work.pop(i) for i in st.operands]
+        t = torch.einsum(st.equation, *ops)
+        if st.batched:
+            s = t.detach().reshape(batch, -1).amax(1)
+            s = torch.where(s > 0, s, torch.ones_like(s))
+            t = t / s.reshape((batch,) + (1,) * (t.dim() - 1))
+            log_scale = s.log() if log_scale is None else log_scale + s.log()
+        work.append(t)
+    if work:
+        result = work[0]
+        if not plan.final_batched:
+            result = result.unsqueeze(0).expand((batch, *result.shape))
+        if plan.output and plan.final_vars != plan.output:
+            perm = [plan.final_vars.index(u) + 1 for u in plan.output]
+            result = result.permute(0, *perm)
+    else:
+        result = torch.ones(batch, dtype=ref.dtype, device=ref.device)
+    total = result.reshape(batch, -1).sum(1)
+    scal = _finish_scalars(scalars, batch, result, log=False)
+    if scal is not None:
+        total = total * scal
+    with torch.no_grad():
+        positive = total > 0
+    safe = torch.where(positive, total, torch.ones_like(total))
+    log_z = torch.where(positive, safe.log(), torch.full_like(total, -torch.inf))
+    if log_scale is not None:
+        log_z = log_z + log_scale
+    if plan.output:
+        norm = result.reshape(batch, -1).sum(1)
+        norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+        table = result / norm.reshape((batch,) + (1,) * (result.dim() - 1))
+    else:
+        table = positive.to(result.dtype)
+    return log_z, table
+
+
+def _broadcast(x: torch.Tensor, vars_: tuple[int, ...], batched: bool,
+               layout: tuple[int, ...], out_batched: bool) -> torch.Tensor:
+    """View ``x`` (axes: [batch], vars_) on [batch or 1] + layout, size 1 where absent."""
+    present = [u for u in layout if u in vars_]
+    off = 1 if batched else 0
+    perm = ([0] if batched else []) + [vars_.index(u) + off for u in present]
+    if perm:
+        x = x.permute(*perm)
+    shape = list(x.shape[:off])
+    it = iter(x.shape[off:])
+    shape += [next(it) if u in vars_ else 1 for u in layout]
+    if out_batched and not batched:
+        shape = [1, *shape]
+    return x.reshape(shape)
+
+
+def max_product(plan: Plan, operands: list[torch.Tensor], scalars: list[torch.Tensor],
+                batch: int, cards: tuple[int, ...],
+                ref: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Max-plus contraction of log-space operands with argmax backtracking.
+
+    Returns (max log value per row, dict variable -> LongTensor (batch,) of its optimal state)
+    for every variable of the plan's terms (``ref`` gives dtype and device); ``-inf`` marks rows
+    with no possible assignment.
+    """
+    work = list(operands)
+    records = []
+    for st in plan.steps:
+        ops = [work.pop(i) for i in st.operands]
+        layout = st.out + st.eliminated
+        total = None
+        for x, vars_, b in zip(ops, st.inputs, st.batched_in, strict=True):
+            y = _broadcast(x, vars_, b, layout, st.batched)
+            total = y if total is None else total + y
+        lead = (1 if st.batched else 0) + len(st.out)
+        flat = total.reshape(*total.shape[:lead], -1)
+        flat = flat.expand(*([batch] if st.batched else []),
+                           *[cards[u] for u in st.out], flat.shape[-1])
+        value, arg = flat.max(-1)
+        records.append(arg)
+        work.append(value)
+    device = ref.device
+    if work:
+        best = work[0]
+        if not plan.final_batched:
+            best = best.expand(batch)
+    else:
+        best = torch.zeros(batch, dtype=ref.dtype, device=device)
+    scal = _finish_scalars(scalars, batch, best, log=True)
+    if scal is not None:
+        best = best + scal
+    rows = torch.arange(batch, device=device)
+    assign: dict[int, torch.Tensor] = {}
+    for st, arg in zip(reversed(plan.steps), reversed(records), strict=True):
+        index = ([rows] if st.batched else []) + [assign[u] for u in st.out]
+        a = arg[tuple(index)] if index else arg.expand(batch)
+        if a.dim() == 0:
+            a = a.expand(batch)
+        for u in reversed(st.eliminated):
+            assign[u] = a % cards[u]
+            a = torch.div(a, cards[u], rounding_mode="floor")
+    return best, assign

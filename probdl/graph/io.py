@@ -1,0 +1,190 @@
+"""Networks in and out: pgmpy's bundled examples, BIF / XMLBIF / UAI files, pgmpy models.
+
+    from probdl.graph import BayesNet
+    bn = BayesNet.example("child")
+    bn.write("child.xmlbif"); BayesNet.read("child.xmlbif").states == bn.states   # True
+    model = bn.to_pgmpy(); BayesNet.from_pgmpy(model)
+
+Bundled networks are bnlearn BIF files inside the pgmpy package; they are parsed here with a
+small regular-expression reader (about 50x faster than pyparsing) and, should one not fit its
+simple grammar, with pgmpy's ``BIFReader``. User files always go through ``pgmpy.readwrite``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+
+__all__ = ["EXAMPLES", "example", "from_pgmpy", "read", "to_pgmpy", "write"]
+
+EXAMPLES = ("asia", "cancer", "earthquake", "sachs", "survey", "alarm", "barley", "child",
+            "insurance", "mildew", "water", "hailfinder", "hepar2", "win95pts", "andes",
+            "diabetes", "link", "munin1", "munin2", "munin3", "munin4", "pathfinder", "pigs",
+            "munin")
+
+_VARIABLE = re.compile(r"variable\s+([^\s{]+)\s*\{\s*type\s+discrete\s*\[\s*(\d+)\s*\]\s*"
+                       r"\{([^}]*)\}\s*;\s*\}")
+_PROBABILITY = re.compile(r"probability\s*\(\s*([^|)\s]+)\s*(?:\|([^)]*))?\)\s*\{([^}]*)\}")
+_ROW = re.compile(r"\(([^)]*)\)([^;]*);")
+
+
+class _Unsupported(Exception):
+    """The fast reader met a construct it does not handle; pgmpy's reader takes over."""
+
+
+def _parse_bif(text: str):
+    states = {m.group(1): [s.strip() for s in m.group(3).split(",")]
+              for m in _VARIABLE.finditer(text)}
+    if not states or text.count("variable ") != len(states):
+        raise _Unsupported
+    parents, cpts = {}, {}
+    for m in _PROBABILITY.finditer(text):
+        v = m.group(1)
+        ps = [p.strip() for p in (m.group(2) or "").split(",") if p.strip()]
+        body = m.group(3).strip()
+        shape = (len(states[v]), *[len(states[p]) for p in ps])
+        if body.startswith("table"):
+            if ps:
+                raise _Unsupported
+            arr = np.array([float(x) for x in body[5:].rstrip(";").split(",")])
+        else:
+            arr = np.full(shape, np.nan)
+            lookups = [{s: i for i, s in enumerate(states[p])} for p in ps]
+            for row in _ROW.finditer(body):
+                config = [s.strip() for s in row.group(1).split(",")]
+                pos = tuple(lk[s] for lk, s in zip(lookups, config, strict=True))
+                arr[(slice(None), *pos)] = [float(x) for x in row.group(2).split(",")]
+        parents[v], cpts[v] = ps, arr.reshape(shape)
+    if len(cpts) != len(states):
+        raise _Unsupported
+    return states, parents, cpts
+
+
+def example(cls, name: str):
+    if name not in EXAMPLES:
+        raise ModelError(f"unknown example network {name!r}; choose one of {list(EXAMPLES)}")
+    ref = resources.files("pgmpy") / "utils" / "example_models" / f"{name}.bif.gz"
+    with ref.open("rb") as fh:
+        text = gzip.decompress(fh.read()).decode("utf-8")
+    try:
+        states, parents, cpts = _parse_bif(text)
+    except (_Unsupported, KeyError, ValueError):
+        from pgmpy.readwrite import BIFReader
+        return from_pgmpy(cls, BIFReader(string=text).get_model())
+    return cls(states, parents, cpts)
+
+
+def from_pgmpy(cls, model):
+    states, parents, cpts = {}, {}, {}
+    cpds = {cpd.variable: cpd for cpd in model.get_cpds()}
+    for v in model.nodes():
+        if v not in cpds:
+            raise ModelError(f"pgmpy model has no CPD for node {v!r}; add one with add_cpds")
+        cpd = cpds[v]
+        ps = list(cpd.variables[1:])
+        if set(ps) != set(model.get_parents(v)):
+            raise ModelError(f"CPD of {v!r} conditions on {ps} but the graph gives parents "
+                             f"{list(model.get_parents(v))}")
+        states[v] = list(cpd.state_names[v])
+        parents[v] = ps
+        cpts[v] = np.asarray(cpd.values, dtype=np.float64).reshape(
+            [int(c) for c in cpd.cardinality])
+    return cls(states, parents, cpts)
+
+
+def to_pgmpy(bn):
+    from pgmpy.factors.discrete import TabularCPD
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    model = DiscreteBayesianNetwork()
+    model.add_nodes_from(bn.variables)
+    model.add_edges_from((p, v) for v in bn.variables for p in bn.parents(v))
+    cpds = []
+    for v in bn.variables:
+        ps = bn.parents(v)
+        table = np.array(bn.cpd(v))
+        cpds.append(TabularCPD(
+            variable=v, variable_card=table.shape[0], values=table.reshape(table.shape[0], -1),
+            evidence=ps or None, evidence_card=list(table.shape[1:]) or None,
+            state_names={u: bn.states[u] for u in [v, *ps]}))
+    model.add_cpds(*cpds)
+    return model
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    kinds = {".bif": "bif", ".xmlbif": "xmlbif", ".xml": "xmlbif", ".uai": "uai"}
+    if suffix not in kinds:
+        raise ModelError(f"{path}: unknown network format {suffix!r}; use .bif, .xmlbif, .xml "
+                         f"or .uai")
+    return kinds[suffix]
+
+
+def _line_of(err: BaseException) -> str:
+    for e in (err, err.__cause__, err.__context__):
+        if e is None:
+            continue
+        line = getattr(e, "lineno", None)
+        if line is None and getattr(e, "position", None):
+            line = e.position[0]
+        if line is not None:
+            return f", line {line}"
+    m = re.search(r"line[: ]+(\d+)", str(err))
+    return f", line {m.group(1)}" if m else ""
+
+
+def read(cls, path):
+    path = Path(path)
+    kind = _kind(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such network file")
+    from pgmpy import readwrite
+
+    try:
+        if kind == "bif":
+            model = readwrite.BIFReader(str(path)).get_model()
+        elif kind == "xmlbif":
+            model = readwrite.XMLBIFReader(str(path)).get_model()
+        else:
+            model = readwrite.UAIReader(str(path)).get_model()
+    except ModelError:
+        raise
+    except Exception as err:  # pgmpy and its parsers raise many kinds on a malformed file
+        raise ModelError(f"{path}{_line_of(err)}: malformed {kind.upper()} file "
+                         f"({type(err).__name__}: {err})") from None
+    try:
+        return from_pgmpy(cls, model)
+    except ModelError as err:
+        raise ModelError(f"{path}: {err}") from None
+
+
+def write(bn, path) -> None:
+    path = Path(path)
+    kind = _kind(path)
+    from pgmpy import readwrite
+
+    model = to_pgmpy(bn)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.",
+                               suffix=path.suffix)
+    os.close(fd)
+    try:
+        if kind == "bif":
+            readwrite.BIFWriter(model).write_bif(tmp)
+        elif kind == "xmlbif":
+            readwrite.XMLBIFWriter(model).write_xmlbif(tmp)
+        else:
+            readwrite.UAIWriter(model).write_uai(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,299 @@
+"""BayesNet: a discrete Bayesian network, validated once, answered by the compiled engine.
+
+    from probdl.graph import BayesNet
+    bn = BayesNet.example("asia")
+    bn.query(["lung"], evidence={"smoke": "yes"})["lung"]
+    bn.marginals(bn.sample(100, seed=0).assign(lung=float("nan")))["lung"].shape   # (100, 2)
+
+A network is immutable: its CPTs are read-only numpy arrays (``cpd(v)`` has shape
+(k_v, k_parent1, ...), parents in ``parents(v)`` order) and no query changes it. Query methods
+live in :mod:`probdl.graph.queries`, file formats in :mod:`probdl.graph.io`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import InferenceError, ModelError
+from . import io, queries
+from .engine import DEFAULT_MEMORY_BUDGET
+from .plan import Structure
+
+__all__ = ["BayesNet"]
+
+_TOL = 1e-6
+
+
+class BayesNet:
+    """A discrete Bayesian network with exact, batched inference.
+
+    Parameters
+    ----------
+    states : dict variable -> list of state labels (converted to str)
+    parents : dict variable -> list of parent variables (missing key: no parents)
+    cpts : dict variable -> array of shape (k_var, k_parent1, ...), columns summing to 1
+
+    Attributes
+    ----------
+    memory_budget : float
+        Bytes a single contraction may use (default 2 GiB); larger batches are sliced, larger
+        single rows raise :class:`~probdl.errors.InferenceError`.
+    device : torch.device
+        Where the engine runs (``"cpu"`` or ``"cuda"``).
+    """
+
+    def __init__(self, states: Mapping[str, Sequence[Any]],
+                 parents: Mapping[str, Sequence[str]], cpts: Mapping[str, Any]) -> None:
+        self.memory_budget: float = DEFAULT_MEMORY_BUDGET
+        self.device = torch.device("cpu")
+        self._tensor_cache: dict = {}  # torch copies of the CPTs per (device, dtype)
+        names = [str(v) for v in states]
+        if len(set(names)) != len(names):
+            raise ModelError(f"duplicate variable names in {names}")
+        self._states = {str(v): [str(s) for s in ss] for v, ss in states.items()}
+        for v, ss in self._states.items():
+            if not ss or len(set(ss)) != len(ss):
+                raise ModelError(f"variable {v!r} needs distinct state labels; got {ss}")
+        raw_parents = {str(v): [str(p) for p in ps] for v, ps in parents.items()}
+        for v, ps in raw_parents.items():
+            if v not in self._states:
+                raise ModelError(f"parents given for {v!r}, which is not a variable; "
+                                 f"variables: {names}")
+            for p in ps:
+                if p not in self._states:
+                    raise ModelError(f"parent {p!r} of {v!r} is not a variable; add it to "
+                                     f"states or remove the edge (variables: {names})")
+        graph = nx.DiGraph()
+        graph.add_nodes_from(names)
+        graph.add_edges_from((p, v) for v, ps in raw_parents.items() for p in ps)
+        if not nx.is_directed_acyclic_graph(graph):
+            cycle = " -> ".join(e[0] for e in nx.find_cycle(graph))
+            raise ModelError(f"the graph has a cycle ({cycle}); a Bayesian network must be "
+                             f"acyclic: remove one of these edges")
+        order = {v: i for i, v in enumerate(names)}
+        self._variables = list(nx.lexicographical_topological_sort(graph, key=order.get))
+        self._parents = {v: list(raw_parents.get(v, [])) for v in self._variables}
+        self._graph = graph
+        self._cpts = {}
+        for v in self._variables:
+            if v not in cpts:
+                raise ModelError(f"no CPT given for variable {v!r}")
+            self._cpts[v] = self._check_cpt(v, cpts[v])
+        self._index = {v: i for i, v in enumerate(self._variables)}
+        self._state_index = {v: {s: i for i, s in enumerate(ss)} for v, ss in self._states.items()}
+        self._structure = Structure(
+            tuple(len(self._states[v]) for v in self._variables),
+            tuple(tuple(self._index[p] for p in self._parents[v]) for v in self._variables))
+
+    def _check_cpt(self, v: str, table: Any) -> np.ndarray:
+        shape = (len(self._states[v]), *[len(self._states[p]) for p in self._parents[v]])
+        try:
+            arr = np.array(table, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"CPT of {v!r} is not numeric: {err}") from None
+        if arr.shape != shape:
+            if arr.size == int(np.prod(shape)) and arr.ndim == 2 and arr.shape[0] == shape[0]:
+                arr = arr.reshape(shape)  # pgmpy's (k, prod parent cards) layout
+            else:
+                raise ModelError(
+                    f"CPT of {v!r} has shape {arr.shape} but its states and parents "
+                    f"{self._parents[v]} need {shape} (k_var, k_parent1, ...)")
+        if np.isnan(arr).any() or (arr < 0).any():
+            raise ModelError(f"CPT of {v!r} has negative or NaN entries; probabilities must "
+                             f"lie in [0, 1]")
+        sums = arr.sum(axis=0)
+        if np.abs(sums - 1).max(initial=0) > _TOL:
+            bad = np.unravel_index(np.abs(sums - 1).argmax(), sums.shape)
+            raise ModelError(f"CPT of {v!r}: column {tuple(int(i) for i in bad)} (parent states "
+                             f"of {self._parents[v]}) sums to {sums[bad]:.8g}, not 1 (tolerance "
+                             f"{_TOL}); normalize it over the variable's states (axis 0)")
+        arr.setflags(write=False)
+        return arr
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def example(cls, name: str) -> BayesNet:
+        """A network bundled with pgmpy (asia, alarm, child, ..., munin), read offline."""
+        return io.example(cls, name)
+
+    @classmethod
+    def read(cls, path) -> BayesNet:
+        """Read a .bif, .xmlbif/.xml or .uai file (by suffix) through ``pgmpy.readwrite``."""
+        return io.read(cls, path)
+
+    def write(self, path) -> None:
+        """Write the network as .bif, .xmlbif/.xml or .uai (by suffix), atomically."""
+        io.write(self, path)
+
+    @classmethod
+    def from_pgmpy(cls, model) -> BayesNet:
+        """Convert a pgmpy ``DiscreteBayesianNetwork`` (state order kept, labels as str)."""
+        return io.from_pgmpy(cls, model)
+
+    def to_pgmpy(self):
+        """The network as a pgmpy ``DiscreteBayesianNetwork`` with ``TabularCPD`` s."""
+        return io.to_pgmpy(self)
+
+    @classmethod
+    def from_structure(cls, edges: Iterable[tuple[str, str]],
+                       states: Mapping[str, Sequence[Any]]) -> BayesNet:
+        """A network with the given edges and states and uniform CPTs (fit it to data)."""
+        parents: dict[str, list[str]] = {str(v): [] for v in states}
+        for p, c in edges:
+            if str(c) not in parents:
+                raise ModelError(f"edge ({p!r}, {c!r}): {c!r} has no states; states lists "
+                                 f"{list(parents)}")
+            parents[str(c)].append(str(p))
+        cards = {str(v): len(ss) for v, ss in states.items()}
+        for v, ps in parents.items():
+            for p in ps:
+                if p not in cards:
+                    raise ModelError(f"edge ({p!r}, {v!r}): {p!r} has no states; states lists "
+                                     f"{list(cards)}")
+        cpts = {v: np.full((cards[v], *[cards[p] for p in ps]), 1.0 / cards[v])
+                for v, ps in parents.items()}
+        return cls(states, parents, cpts)
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The DAG as a ``networkx.DiGraph`` (a copy: editing it does not change the network)."""
+        return self._graph.copy()
+
+    @property
+    def variables(self) -> list[str]:
+        """Variable names in topological order."""
+        return list(self._variables)
+
+    @property
+    def states(self) -> dict[str, list[str]]:
+        """State labels of every variable, in CPT order."""
+        return {v: list(ss) for v, ss in self._states.items()}
+
+    def parents(self, var: str) -> list[str]:
+        """Parents of ``var`` in CPT axis order."""
+        return list(self._parents[self._check_var(var)])
+
+    def cpd(self, var: str) -> np.ndarray:
+        """The CPT of ``var``, shape (k_var, k_parent1, ...), read-only."""
+        return self._cpts[self._check_var(var)]
+
+    def _check_var(self, var: str) -> str:
+        if var not in self._index:
+            raise InferenceError(f"unknown variable {var!r}; the network's variables are "
+                                 f"{self._variables}")
+        return var
+
+    def __repr__(self) -> str:
+        edges = self._graph.number_of_edges()
+        return f"BayesNet({len(self._variables)} variables, {edges} edges)"
+
+    def _torch_cpts(self, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
+        key = (str(device), dtype)
+        if key not in self._tensor_cache:
+            self._tensor_cache[key] = [
+                torch.as_tensor(np.array(self._cpts[v]), dtype=dtype, device=device)
+                for v in self._variables]
+        return self._tensor_cache[key]
+
+    # ------------------------------------------------------------------ evidence
+    def _soft_tensors(self, soft: Mapping[str, Any] | None, batch: int, dtype: torch.dtype,
+                      device: torch.device) -> dict[int, torch.Tensor]:
+        out: dict[int, torch.Tensor] = {}
+        for var, vec in (soft or {}).items():
+            var = self._check_var(var)
+            k = len(self._states[var])
+            arr = np.asarray(vec, dtype=np.float64)
+            if arr.ndim == 1:
+                arr = np.broadcast_to(arr, (batch, arr.shape[0]))
+            if arr.ndim != 2 or arr.shape != (batch, k):
+                raise InferenceError(
+                    f"soft evidence for {var!r} must have shape ({k},) or ({batch}, {k}) "
+                    f"(states {self._states[var]}); got {np.shape(vec)}")
+            if np.isnan(arr).any() or (arr < 0).any():
+                raise InferenceError(f"soft evidence for {var!r} has negative or NaN entries")
+            zero = np.flatnonzero(arr.sum(1) <= 0)
+            if zero.size:
+                raise InferenceError(f"soft evidence for {var!r} is all zeros in row "
+                                     f"{int(zero[0])}; a likelihood needs a positive entry")
+            out[self._index[var]] = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype,
+                                                    device=device)
+        return out
+
+    def _encode(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (DataFrame or dict) -> state indices (B, n) and observed mask (B, n)."""
+        frame = queries.as_frame(rows)
+        b = len(frame)
+        states = np.zeros((b, len(self._variables)), dtype=np.int64)
+        observed = np.zeros((b, len(self._variables)), dtype=bool)
+        for col in frame.columns:
+            var = str(col)
+            if var not in self._index:
+                raise InferenceError(f"unknown variable {var!r} in evidence; the network's "
+                                     f"variables are {self._variables}")
+            j = self._index[var]
+            values = frame[col].to_numpy(dtype=object)
+            seen = ~pd.isna(values)
+            lookup = self._state_index[var]
+            codes = np.empty(b, dtype=np.int64)
+            for i in np.flatnonzero(seen):
+                code = _state_code(values[i], lookup)
+                if code is None:
+                    raise InferenceError(
+                        f"unknown state {values[i]!r} of {var!r} (row {i}); valid states: "
+                        f"{self._states[var]}")
+                codes[i] = code
+            states[seen, j] = codes[seen]
+            observed[:, j] = seen
+        return states, observed
+
+    # ------------------------------------------------------------------ queries
+    def query(self, targets, evidence=None, soft_evidence=None, joint: bool = False,
+              method: str = "exact", n: int = 10_000, seed: int = 0):
+        """Posterior of ``targets`` given evidence (dict var -> state label).
+
+        Returns a dict var -> ``pandas.Series`` over the states, or with ``joint=True`` one
+        Series indexed by a MultiIndex over the targets' states. ``method="sampling"`` uses
+        likelihood weighting with ``n`` samples instead of exact inference.
+        """
+        return queries.query(self, targets, evidence, soft_evidence, joint, method, n, seed)
+
+    def marginals(self, rows, soft_evidence=None) -> dict[str, np.ndarray]:
+        """P(X | row) for every variable X and row: dict var -> numpy (B, k)."""
+        return queries.marginals(self, rows, soft_evidence)
+
+    def log_likelihood(self, rows) -> np.ndarray:
+        """log P(observed part of each row), numpy (B,)."""
+        return queries.log_likelihood(self, rows)
+
+    def map(self, rows, targets=None) -> pd.DataFrame:
+        """Most probable joint state of ``targets`` (default: the unobserved ones) per row."""
+        return queries.map_states(self, rows, targets)
+
+    def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
+        """``n`` rows drawn by forward sampling, states as labels."""
+        from .sampling import forward_sample
+        return forward_sample(self, n, seed)
+
+    def fit(self, rows, **kwargs) -> BayesNet:
+        """Fit the CPTs to rows with missing cells by EM: see :func:`probdl.graph.em.fit`."""
+        from .em import fit
+        return fit(self, rows, **kwargs)
+
+    def impute(self, rows, **kwargs):
+        """Fill the missing cells of rows: see :func:`probdl.graph.impute.impute`."""
+        from .impute import impute
+        return impute(self, rows, **kwargs)
+
+
+def _state_code(value: Any, lookup: dict[str, int]) -> int | None:
+    code = lookup.get(str(value))
+    if code is None and isinstance(value, float) and value.is_integer():
+        code = lookup.get(str(int(value)))
+    return code
