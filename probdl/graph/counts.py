@@ -108,14 +108,14 @@ def _latent_states(name: str, spec: Any, current: tuple[str, ...]) -> tuple[str,
     )
 
 
-def _labels_of(values: pd.Series) -> pd.Series:
+def _labels_of(values: np.ndarray) -> np.ndarray:
     """State labels as str; floats that hold integers (a column with NaN) read as "1", not "1.0"."""
-    kind = pd.api.types.infer_dtype(values, skipna=True)
+    kind = pd.api.types.infer_dtype(values, skipna=False)
     if kind == "string":
         return values.astype(object)
     if kind == "integer" or (kind == "floating" and bool((values % 1 == 0).all())):
-        return values.astype(np.int64).astype(str)
-    return values.astype(object).map(_label)
+        return values.astype(np.int64).astype(str).astype(object)
+    return np.array([_label(v) for v in values], dtype=object)
 
 
 def _label(value: Any) -> str:
@@ -179,8 +179,8 @@ def encode_rows(
     codes = np.full((len(rows), len(spec.variables)), -1, dtype=np.int64)
     bad: list[str] = []
     for name, column in zip(columns, rows.columns, strict=True):
-        values = rows[column]
-        observed = values.notna().to_numpy()
+        values = rows[column].to_numpy()
+        observed = pd.notna(values)
         labels = _labels_of(values[observed])
         code = pd.Index(spec.states[name]).get_indexer(labels).astype(np.int64)
         if (code < 0).any():
@@ -345,18 +345,15 @@ class BatchedNetwork:
             self._steps.append((tuple(positions), kept))
             live.append(kept)
 
-    def log_prob(self, cpts: Sequence[Any], evidence: Sequence[Any]) -> Any:
+    def log_prob(self, cpts: Sequence[Any], evidence: Sequence[Any],
+                 rescale: bool | None = None) -> Any:
         """``log P(observed part)`` per row, (B,); ``cpts`` and ``evidence`` as torch tensors in
-        ``spec.variables`` order, evidence of shape (B, k_var) with entries in [0, 1]."""
+        ``spec.variables`` order, evidence of shape (B, k_var) with entries in [0, 1].
+        ``rescale``: keep intermediates away from underflow (default: :func:`needs_rescaling`)."""
         import torch
 
-        # No row can fall below the product of each CPT's smallest positive entry; when that
-        # bound stays far from float64's underflow, the per-step rescaling is skipped.
-        floor = sum(
-            float(torch.log(t.detach()[t.detach() > 0].min())) if (t.detach() > 0).any() else 0.0
-            for t in cpts
-        )
-        rescale = floor < -600.0
+        if rescale is None:
+            rescale = needs_rescaling([t.detach().numpy() for t in cpts])
 
         operands = [(t, term, False) for t, term in zip(cpts, self._terms, strict=False)]
         operands += [
@@ -418,6 +415,16 @@ class BatchedNetwork:
         for t, _, _ in operands[1:]:
             total = total + t
         return total
+
+
+def needs_rescaling(cpts: Sequence[np.ndarray]) -> bool:
+    """Whether a row's probability could underflow float64: no row falls below the product of
+    each CPT's smallest positive entry, so rescaling is skipped while that bound stays > 1e-260."""
+    floor = 0.0
+    for table in cpts:
+        positive = table[table > 0]
+        floor += float(np.log(positive.min())) if positive.size else 0.0
+    return floor < -600.0
 
 
 def _align(tensor: Any, term: tuple[int, ...], batched: bool, order: list[int],

@@ -28,6 +28,7 @@ from probdl.graph.counts import (
     NetSpec,
     encode_rows,
     family_counts,
+    needs_rescaling,
     normalize,
     pseudo_counts,
     unique_rows,
@@ -168,26 +169,32 @@ def _run_em(engine, spec, cpts, alpha, max_iter, tol, progress):
 class _Estep:
     """Expected family counts and the log-likelihood of the distinct rows, block by block."""
 
+    _CACHE_BYTES = 256 * 2**20  # keep evidence between iterations while it is this small
+
     def __init__(self, spec: NetSpec, unique: np.ndarray, weight: np.ndarray, batch_size: int):
         self.spec = spec
         self.network = BatchedNetwork(spec)
-        # Evidence is built per block on each pass (not kept) so memory stays one block's worth.
         self.blocks = [
             (unique[i:i + batch_size], weight[i:i + batch_size])
             for i in range(0, len(unique), batch_size)
         ]
+        width = sum(len(s) for s in spec.states.values())
+        self.cache = len(unique) * width * 8 <= self._CACHE_BYTES
+        self.evidence = [evidence_tensors(c, spec) for c, _ in self.blocks] if self.cache else []
 
     def __call__(self, cpts: Mapping[str, np.ndarray], need_counts: bool):
         import torch
 
         names = self.spec.variables
         counts = {v: np.zeros(self.spec.shape(v)) for v in names}
+        rescale = needs_rescaling([cpts[v] for v in names])
         loglik = 0.0
-        for codes, weight in self.blocks:
+        for b, (codes, weight) in enumerate(self.blocks):
             theta = [torch.tensor(cpts[v], requires_grad=need_counts) for v in names]
-            evidence = evidence_tensors(codes, self.spec)
+            evidence = self.evidence[b] if self.cache else evidence_tensors(codes, self.spec)
             with torch.set_grad_enabled(need_counts):
-                total = (self.network.log_prob(theta, evidence) * torch.from_numpy(weight)).sum()
+                log_p = self.network.log_prob(theta, evidence, rescale=rescale)
+                total = (log_p * torch.from_numpy(weight)).sum()
             if need_counts:
                 total.backward()
                 for v, t in zip(names, theta, strict=True):
