@@ -1,0 +1,253 @@
+"""Learning digits from their sums: the digit labels are latent and summed out exactly.
+
+    from probdl.bnn import BayesianCNN, evaluate
+    from probdl.data import load_digits, split
+    from probdl.hybrid import sum_pairs, train_on_sums
+    train, val, test = split(load_digits(), val=0.15, test=0.2, seed=0)
+    pairs = sum_pairs(train, seed=0)          # images in pairs, labelled only by d1 + d2
+    model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
+    history = train_on_sums(model, pairs, epochs=30)
+    evaluate(model, test)["accuracy"]         # digit accuracy, never having seen a digit label
+
+The Bayesian CNN's own Pyro model and guide are reused: the model is run on both images of
+each pair under one weight draw with its per-image likelihood site hidden, and the pair's sum
+enters instead as ``Categorical(P(S | x1, x2, w))`` with
+
+    P(S = s | x1, x2, w) = sum over d1 + d2 = s of p(d1 | x1, w) p(d2 | x2, w),
+
+computed in log space over the 100 digit pairs. The ELBO is therefore the evidence lower bound
+of the sums, with the digits marginalized exactly rather than sampled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.infer import TraceMeanField_ELBO
+from tqdm.auto import tqdm
+
+from probdl.bnn import BayesianCNN
+from probdl.bnn.base import check_images
+from probdl.errors import DataError, ModelError
+
+__all__ = [
+    "SumPairs",
+    "pair_indices",
+    "sum_guide",
+    "sum_log_likelihood",
+    "sum_model",
+    "sum_pairs",
+    "train_on_sums",
+]
+
+
+@dataclass
+class SumPairs:
+    """Images in pairs, each pair labelled only by the sum of its two digits.
+
+    Attributes
+    ----------
+    first, second : (P, C, H, W) float tensors, the two images of each pair.
+    sums : (P,) int64, the sum of the two digits.
+    first_index, second_index : (P,) positions of the images in the dataset they came from
+        (for evaluation; training never looks at the digits).
+    num_digits : how many digit classes there are (sums range over 0 .. 2 * (num_digits - 1)).
+    """
+
+    first: torch.Tensor
+    second: torch.Tensor
+    sums: torch.Tensor
+    first_index: np.ndarray
+    second_index: np.ndarray
+    num_digits: int
+
+    def __len__(self) -> int:
+        return len(self.sums)
+
+
+def pair_indices(n: int, seed: int = 0, cyclic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Random disjoint pairs of ``range(n)``, or with ``cyclic=True`` n pairs in which every index
+    appears exactly twice (once first, once second): ``perm[i]`` with ``perm[(i + 1) % n]``."""
+    if n < 2:
+        raise DataError(f"pairing needs at least 2 images, got {n}.")
+    perm = np.random.default_rng(seed).permutation(n)
+    if cyclic:
+        return perm, np.roll(perm, -1)
+    half = n // 2
+    return perm[:half], perm[half : 2 * half]
+
+
+def sum_pairs(dataset: Any, seed: int = 0, repeats: int = 1) -> SumPairs:
+    """Pair the images of ``dataset`` at random and keep only the sum of each pair's labels.
+
+    Parameters
+    ----------
+    dataset : ImageDataset (or anything with ``.images`` and ``.labels``) of digits 0..K-1.
+    seed : seed of the pairing.
+    repeats : how many independent pairings to stack; each image appears in ``repeats`` pairs
+        (``1``: every image exactly once, ``len(dataset) // 2`` pairs).
+    """
+    if not (hasattr(dataset, "images") and hasattr(dataset, "labels")):
+        raise DataError(
+            f"sum_pairs: need an ImageDataset with .images and .labels, got "
+            f"{type(dataset).__name__}."
+        )
+    if repeats < 1:
+        raise DataError(f"sum_pairs: repeats must be >= 1, got {repeats}.")
+    images = torch.as_tensor(dataset.images, dtype=torch.float32)
+    labels = torch.as_tensor(dataset.labels).long()
+    k = len(dataset.classes) if hasattr(dataset, "classes") else int(labels.max()) + 1
+    pairings = [pair_indices(len(images), seed + r) for r in range(repeats)]
+    i1 = np.concatenate([first for first, _ in pairings])
+    i2 = np.concatenate([second for _, second in pairings])
+    t1, t2 = torch.as_tensor(i1), torch.as_tensor(i2)
+    return SumPairs(images[t1], images[t2], labels[t1] + labels[t2], i1, i2, k)
+
+
+def _sum_mask(k: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(2k - 1, k * k) additive mask: 0 where d1 + d2 = s, -inf elsewhere."""
+    d = torch.arange(k, device=device)
+    total = (d[:, None] + d[None, :]).reshape(-1)
+    hit = total[None, :] == torch.arange(2 * k - 1, device=device)[:, None]
+    zero = torch.zeros((), device=device, dtype=dtype)
+    return torch.where(hit, zero, torch.full((), -math.inf, device=device, dtype=dtype))
+
+
+def sum_log_likelihood(log_p1: torch.Tensor, log_p2: torch.Tensor) -> torch.Tensor:
+    """log P(S = s | x1, x2) for every sum s: (B, 2K - 1) from digit log-probabilities (B, K).
+
+    Exact: ``logsumexp`` over the digit pairs (d1, d2) with d1 + d2 = s of
+    ``log p(d1 | x1) + log p(d2 | x2)``; rows sum to one in probability space.
+    """
+    if log_p1.shape != log_p2.shape or log_p1.ndim != 2:
+        raise DataError(
+            f"sum_log_likelihood: need two (B, K) arrays of one shape, got "
+            f"{tuple(log_p1.shape)} and {tuple(log_p2.shape)}."
+        )
+    b, k = log_p1.shape
+    joint = (log_p1[:, :, None] + log_p2[:, None, :]).reshape(b, 1, k * k)
+    return torch.logsumexp(joint + _sum_mask(k, log_p1.device, log_p1.dtype), dim=-1)
+
+
+def sum_model(cnn: BayesianCNN, first: torch.Tensor, second: torch.Tensor,
+              sums: torch.Tensor | None = None, index: torch.Tensor | None = None,
+              size: int | None = None) -> torch.Tensor:
+    """Pyro model: the CNN's prior and network, with each pair's sum as the observed site.
+
+    The CNN's own model runs on both images under one weight draw, its per-image ``"obs"``
+    site hidden; ``"sum"`` is ``Categorical(P(S | x1, x2, w))``, scaled by ``size / len(first)``
+    through a subsampled plate. Images must already be prepared (``cnn.prepare``).
+    Returns log P(S = s | x1, x2, w) for every s, (B, 2K - 1).
+    """
+    with poutine.block(hide=["obs", "data"]):
+        logits = cnn.model(torch.cat([first, second]))
+    log_p = torch.log_softmax(logits, dim=-1)
+    log_ps = sum_log_likelihood(log_p[: len(first)], log_p[len(first) :])
+    size = len(first) if size is None else size
+    with pyro.plate("pairs", size=size, subsample=index):
+        pyro.sample("sum", dist.Categorical(logits=log_ps, validate_args=False), obs=sums)
+    return log_ps
+
+
+def sum_guide(cnn: BayesianCNN, first: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """Pyro guide of :func:`sum_model`: the CNN's own mean-field guide over its weights."""
+    return cnn.guide(first)
+
+
+def _check_pairs(model: BayesianCNN, pairs: SumPairs) -> None:
+    if not isinstance(model, BayesianCNN):
+        raise ModelError(
+            f"train_on_sums trains a BayesianCNN (its Pyro model and guide); got "
+            f"{type(model).__name__}."
+        )
+    k = model.architecture.num_classes
+    if k != pairs.num_digits or model.architecture.num_outputs == 1:
+        raise ModelError(
+            f"the model has {k} classes but the pairs hold digits 0..{pairs.num_digits - 1}; "
+            f"build the model with num_classes={pairs.num_digits}."
+        )
+    if len(pairs) == 0:
+        raise DataError("train_on_sums: no pairs to train on.")
+    s = pairs.sums
+    if int(s.min()) < 0 or int(s.max()) > 2 * (k - 1):
+        raise DataError(
+            f"train_on_sums: sums must lie in 0..{2 * (k - 1)}, found {int(s.min())}.."
+            f"{int(s.max())}."
+        )
+
+
+def train_on_sums(
+    model: BayesianCNN,
+    pairs: SumPairs,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    *,
+    standardize: bool = True,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Fit a :class:`~probdl.bnn.BayesianCNN` by SVI on pairs of images labelled by their sum.
+
+    The loss is the negative ELBO per pair, ``TraceMeanField_ELBO().differentiable_loss`` of
+    the sum model below and the model's own guide, stepped by Adam with a cosine schedule.
+    Returns the history: one dict per epoch with ``epoch``, ``loss`` and ``seconds``.
+    """
+    _check_pairs(model, pairs)
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ModelError(f"epochs and batch_size must be >= 1 and lr > 0; got {epochs}, "
+                         f"{batch_size}, {lr}.")
+    arch = model.architecture
+    x1 = check_images(pairs.first, arch, where="pairs.first")
+    x2 = check_images(pairs.second, arch, where="pairs.second")
+    if standardize:
+        both = torch.cat([x1, x2])
+        std = both.std(dim=(0, 2, 3), unbiased=False).clamp_min(1e-6)
+        model.set_standardization(both.mean(dim=(0, 2, 3)), std)
+    x1, x2 = model.prepare(x1), model.prepare(x2)
+    sums = pairs.sums.to(x1.device)
+    model.classes_ = [str(i) for i in range(arch.num_classes)]
+
+    sum_model_, sum_guide_ = partial(sum_model, model), partial(sum_guide, model)
+    n = len(sums)
+    steps = epochs * math.ceil(n / batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+    )
+    elbo = TraceMeanField_ELBO(max_plate_nesting=1)
+    history: list[dict[str, float]] = []
+    torch.manual_seed(seed)
+    model.train()
+    bar = tqdm(range(epochs), desc="sums", disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        total = 0.0
+        with pyro.validation_enabled(False):
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size].to(x1.device)
+                loss = elbo.differentiable_loss(sum_model_, sum_guide_, x1[idx], x2[idx],
+                                                sums[idx], idx, n) / n
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(idx)
+        if not math.isfinite(total):
+            raise ModelError(f"training on sums diverged at epoch {epoch + 1}; lower lr ({lr}).")
+        history.append({"epoch": epoch + 1, "loss": total / n,
+                        "seconds": time.perf_counter() - t0})
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    bar.close()
+    model.eval()
+    return history
