@@ -58,14 +58,14 @@ def check_writable(
     """
     directory = Path(directory)
     fix = "pick another --out/folder, or free space or fix permissions there"
+    if directory.exists() and not directory.is_dir():
+        raise error(f"{directory}: the {what} is not a folder; {fix}.")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise error(
             f"{directory}: the {what} cannot be created ({err.strerror or err}); {fix}."
         ) from None
-    if not directory.is_dir():
-        raise error(f"{directory}: the {what} is not a folder; {fix}.")
     free = shutil.disk_usage(directory).free
     if needed_bytes > free:
         raise error(

@@ -1,0 +1,160 @@
+"""Faults: SIGKILL mid-training, writes cut short, full or read-only disks, hostile checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+
+from probdl._writable import check_writable
+from probdl.bnn import BayesianCNN, load_model, train
+from probdl.errors import CheckpointError, DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- hostile checkpoint files -----------------------------------------------------------------
+class _Payload:
+    """Unpickling this calls open(marker, "w"): a stand-in for any code a file could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _tiny_model() -> BayesianCNN:
+    return BayesianCNN(1, 3, (8, 8), filters=(4,), dense=(8,), seed=0)
+
+
+def _crafted_files(tmp_path: Path) -> dict[str, Path]:
+    """Three ways to smuggle the payload: in a valid checkpoint, as a training state, as pickle."""
+    marker = tmp_path / "pwned"
+    model_path = _tiny_model().save(tmp_path / "good.pt")
+    # our own file, just written: trusted, so the full unpickler may read it
+    good = torch.load(model_path, weights_only=False)
+    good["torch_version"] = str(good.get("torch_version"))
+    (tmp_path / "ckpt").mkdir()
+    files = {"model": tmp_path / "model.pt", "training": tmp_path / "ckpt" / "checkpoint.pt",
+             "raw": tmp_path / "raw.pt"}
+    torch.save(dict(good, classes=[_Payload(marker), "b", "c"]), files["model"])
+    training = {"format": "probdl.bnn.training", "version": good["version"], "model": good,
+                "epoch": 1, "rng": _Payload(marker)}
+    torch.save(training, files["training"])
+    with open(files["raw"], "wb") as fh:
+        pickle.dump({"format": "probdl.bnn", "payload": _Payload(marker)}, fh, protocol=2)
+    return files
+
+
+def test_a_crafted_pickle_payload_is_refused_and_never_runs(tmp_path):
+    files = _crafted_files(tmp_path)
+    marker = tmp_path / "pwned"
+    for path in (files["model"], files["raw"]):
+        for load in (load_model, BayesianCNN.load):
+            with pytest.raises(CheckpointError, match="weights_only"):
+                load(path)
+    model = _tiny_model()
+    x, y = torch.rand(6, 1, 8, 8), torch.arange(6) % 3
+    with pytest.raises(CheckpointError, match="weights_only"):
+        train(model, (x, y), epochs=2, checkpoint_dir=files["training"].parent, resume=True,
+              progress=False)
+    assert not marker.exists()
+    # the control: plain pickle WOULD have run it
+    with open(files["raw"], "rb") as fh:
+        pickle.load(fh)
+    assert marker.exists()
+
+
+def test_truncated_and_foreign_checkpoints_give_checkpoint_errors(tmp_path):
+    path = _tiny_model().save(tmp_path / "model.pt")
+    data = path.read_bytes()
+    for cut in (0, 10, len(data) // 2, len(data) - 3):
+        broken = tmp_path / f"cut{cut}.pt"
+        broken.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError):
+            load_model(broken)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match=r"not a probdl\.bnn checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+
+
+# ---- writes cut short -------------------------------------------------------------------------
+_SLOW_WRITER = textwrap.dedent("""
+    import sys, time
+    from probdl._io import atomic_write
+    with atomic_write(sys.argv[1], "wb") as fh:
+        for _ in range(400):
+            fh.write(b"N" * 65536)
+            fh.flush()
+            time.sleep(0.005)
+""")
+
+
+def test_sigkill_during_an_atomic_write_leaves_the_old_file_whole(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"OLD" * 1000)
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill once the temporary file is partly written
+        temps = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        if temps and temps[0].stat().st_size > 65536 * random.randint(2, 20):
+            break
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    assert target.read_bytes() == b"OLD" * 1000
+
+
+# ---- full disks and read-only folders ---------------------------------------------------------
+def test_probe_creates_the_folder_and_leaves_nothing_behind(tmp_path):
+    where = check_writable(tmp_path / "a" / "b", needed_bytes=3 << 20)
+    assert where.is_dir() and list(where.iterdir()) == []
+
+
+def test_probe_refuses_a_folder_that_cannot_exist(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=r"cannot be created.*pick another"):
+        check_writable(tmp_path / "file" / "out")
+    with pytest.raises(CheckpointError, match="is not a folder"):
+        check_writable(tmp_path / "file", error=CheckpointError)
+
+
+def test_probe_refuses_a_disk_without_room(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 << 30, 10 << 30, 1 << 20))
+    with pytest.raises(CheckpointError, match=r"1\.0 MiB free but this run writes about 8\.0"):
+        check_writable(tmp_path, needed_bytes=8 << 20, what="checkpoint folder",
+                       error=CheckpointError)
+
+
+@contextlib.contextmanager
+def _file_size_limit(nbytes: int):
+    """Writes past nbytes fail with EFBIG, as on a full or quota-limited disk (even for root)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_probe_catches_a_write_that_fails_though_free_space_looks_fine(tmp_path):
+    with _file_size_limit(4096), pytest.raises(DataError, match=r"cannot write.*too large"):
+        check_writable(tmp_path, needed_bytes=1 << 20)
+    assert list(tmp_path.iterdir()) == []
+
