@@ -128,7 +128,7 @@ def fit(
                       loglik=loglik, n_iter=0, converged=True)
 
     with _single_thread():
-        engine = _Estep(spec, unique, weight, batch_size)
+        engine = _Estep(spec, unique, weight, batch_size, template=bn)
         base = family_counts(unique, weight, spec)
         best = None
         for restart in range(n_restarts):
@@ -171,7 +171,8 @@ class _Estep:
 
     _CACHE_BYTES = 256 * 2**20  # keep evidence between iterations while it is this small
 
-    def __init__(self, spec: NetSpec, unique: np.ndarray, weight: np.ndarray, batch_size: int):
+    def __init__(self, spec: NetSpec, unique: np.ndarray, weight: np.ndarray, batch_size: int,
+                 template: Any = None):
         self.spec = spec
         self.network = BatchedNetwork(spec)
         self.blocks = [
@@ -181,6 +182,14 @@ class _Estep:
         width = sum(len(s) for s in spec.states.values())
         self.cache = len(unique) * width * 8 <= self._CACHE_BYTES
         self.evidence = [evidence_tensors(c, spec) for c, _ in self.blocks] if self.cache else []
+        self.grouped = _pattern_engine(template, spec, unique)
+
+    def _log_prob(self, theta, codes, b, rescale):
+        if self.grouped is not None:  # few missingness patterns: observed axes absorbed
+            network, log_evidence = self.grouped
+            return log_evidence(network, np.maximum(codes, 0), codes < 0, theta)
+        evidence = self.evidence[b] if self.cache else evidence_tensors(codes, self.spec)
+        return self.network.log_prob(theta, evidence, rescale=rescale)
 
     def __call__(self, cpts: Mapping[str, np.ndarray], need_counts: bool):
         import torch
@@ -191,9 +200,8 @@ class _Estep:
         loglik = 0.0
         for b, (codes, weight) in enumerate(self.blocks):
             theta = [torch.tensor(cpts[v], requires_grad=need_counts) for v in names]
-            evidence = self.evidence[b] if self.cache else evidence_tensors(codes, self.spec)
             with torch.set_grad_enabled(need_counts):
-                log_p = self.network.log_prob(theta, evidence, rescale=rescale)
+                log_p = self._log_prob(theta, codes, b, rescale)
                 total = (log_p * torch.from_numpy(weight)).sum()
             if need_counts:
                 total.backward()
@@ -206,6 +214,30 @@ class _Estep:
                 "rules out); use prior > 0 so no CPT entry is exactly zero"
             )
         return counts, loglik
+
+
+def _pattern_engine(template: Any, spec: NetSpec, unique: np.ndarray):
+    """The BayesNet engine's ``log_evidence`` when rows share few missingness patterns.
+
+    That engine compiles one contraction per pattern with the observed axes of the CPTs gathered
+    away, which beats the pattern-free contraction when groups are large (e.g. only a latent
+    column missing); with many small groups (holes at random) the pattern-free one is faster.
+    """
+    patterns = len(np.unique(unique < 0, axis=0))
+    if patterns * 16 > len(unique) or not hasattr(template, "to_pgmpy"):
+        return None
+    try:
+        from probdl.graph.engine import log_evidence
+    except ImportError:  # pragma: no cover - the engine ships with probdl.graph
+        return None
+    uniform = {v: np.full(spec.shape(v), 1.0 / spec.shape(v)[0]) for v in spec.variables}
+    network = type(template)(
+        {v: list(spec.states[v]) for v in spec.variables},
+        {v: list(spec.parents[v]) for v in spec.variables}, uniform,
+    )
+    if list(network.variables) != list(spec.variables):
+        return None
+    return network, log_evidence
 
 
 def evidence_tensors(codes: np.ndarray, spec: NetSpec) -> list[Any]:

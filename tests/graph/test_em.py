@@ -11,7 +11,7 @@ import pytest
 
 from probdl.errors import DataError
 from probdl.graph import BayesNet
-from probdl.graph.counts import NetSpec, decode_rows, forward_sample, unique_rows
+from probdl.graph.counts import NetSpec, decode_rows, encode_rows, forward_sample, unique_rows
 
 # A small network with a hidden cause H: every quantity can be enumerated over 108 joint states.
 STATES = {"H": ["h0", "h1"], "A": ["a0", "a1"], "X": ["x0", "x1", "x2"],
@@ -116,9 +116,16 @@ def test_bayes_matches_pgmpy_bayesian_estimator(prior_type):
         np.testing.assert_allclose(em.cpd(v), fitted.cpd(v), atol=1e-10)
 
 
-def test_em_with_latent_and_holes_matches_brute_force_em():
+@pytest.mark.parametrize("missing", [0.25, 0.0])  # holes at random / only the latent column
+def test_em_with_latent_and_holes_matches_brute_force_em(missing):
+    from probdl.graph.em import _pattern_engine
+
     truth = _random_net(4)
-    rows = _sample(truth, 60, seed=5, missing=0.25, drop=("H",))
+    rows = _sample(truth, 60 if missing else 300, seed=5, missing=missing, drop=("H",))
+    spec = NetSpec.from_network(truth)
+    unique, _ = unique_rows(encode_rows(rows, spec, ["H"]))
+    # one pattern: the engine's per-pattern contraction; holes at random: the pattern-free one
+    assert (_pattern_engine(truth, spec, unique) is None) == (missing > 0)
     start = _random_net(6)
     fitted = truth.fit(rows, latent={"H": 2}, init=start, prior=0.5, max_iter=5, tol=0.0)
     current = start
