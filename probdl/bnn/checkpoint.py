@@ -1,0 +1,204 @@
+"""One-file model checkpoints and resumable training state, read with ``weights_only=True``.
+
+    from probdl.bnn.checkpoint import load_model
+    model = load_model("runs/digits/model.pt")     # whichever of the three CNNs it holds
+
+A model file is a dict of plain types and tensors: format name and version, the model kind,
+its constructor config, every parameter and buffer (the variational parameters included, all
+created eagerly in ``__init__``, so nothing is missing at load time), the standardization
+statistics and the class names. Nothing is unpickled beyond what ``weights_only`` allows.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probdl._io import atomic_write
+from probdl.errors import CheckpointError
+
+__all__ = ["FORMAT", "VERSION", "load_model", "load_training_state", "save_model"]
+
+FORMAT = "probdl.bnn"
+VERSION = 1
+_STD_KEYS = ("standardize_mean_", "standardize_std_")
+
+
+def _model_classes() -> dict[str, type]:
+    from probdl.bnn.models import BayesianCNN, DeterministicCNN, MCDropoutCNN
+
+    return {c.kind: c for c in (BayesianCNN, DeterministicCNN, MCDropoutCNN)}
+
+
+def _payload(model: Any) -> dict[str, Any]:
+    state = {
+        k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k not in _STD_KEYS
+    }
+    std = None
+    if model.standardize_mean_ is not None:
+        std = {
+            "mean": model.standardize_mean_.detach().cpu().clone(),
+            "std": model.standardize_std_.detach().cpu().clone(),
+        }
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": model.kind,
+        "config": model.config(),
+        "state_dict": state,
+        "standardize": std,
+        "classes": list(model.classes_),
+        "torch_version": torch.__version__,
+    }
+
+
+def _write(obj: dict[str, Any], path: Path) -> Path:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_write(path) as fh:
+        fh.write(buffer.getvalue())
+    return path
+
+
+def save_model(model: Any, path: str | Path) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file, fsync, rename)."""
+    return _write(_payload(model), Path(path))
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several kinds for truncated or foreign files
+        reason = str(err).splitlines()[0][:160] if str(err) else ""
+        raise CheckpointError(
+            f"{path}: cannot be read as a probdl checkpoint; the file is truncated, corrupt or "
+            "not a torch file, or holds objects weights_only loading refuses "
+            f"({type(err).__name__}: {reason}). Save it again with model.save(path)."
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") not in (FORMAT, FORMAT + ".training"):
+        raise CheckpointError(
+            f"{path}: not a probdl.bnn checkpoint (no format tag {FORMAT!r}); save models with "
+            "model.save(path)."
+        )
+    if obj.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {obj.get('version')!r}, but this probdl reads "
+            f"version {VERSION}; re-save it with the probdl that wrote it, or retrain."
+        )
+    return obj
+
+
+def _build(payload: dict[str, Any], path: Path, expected: type | None) -> Any:
+    classes = _model_classes()
+    kind = payload.get("kind")
+    if kind not in classes:
+        raise CheckpointError(
+            f"{path}: unknown model kind {kind!r}; expected one of {list(classes)}."
+        )
+    cls = classes[kind]
+    if expected is not None and expected in classes.values() and expected is not cls:
+        raise CheckpointError(
+            f"{path}: holds a {kind}, not a {expected.__name__}; load it with {kind}.load(path) "
+            "or probdl.bnn.load_model(path)."
+        )
+    try:
+        config = dict(payload["config"])
+        model = cls(**config)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path}: its architecture config cannot be rebuilt ({err})."
+        ) from None
+    state = payload.get("state_dict", {})
+    own = model.state_dict()
+    own = {k: v for k, v in own.items() if k not in _STD_KEYS}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{label}: {keys[:4]}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
+            if keys
+        )
+        raise CheckpointError(
+            f"{path}: its parameters do not fit the {kind} architecture in its own config "
+            f"({detail}); the file was edited or comes from another architecture."
+        )
+    model.load_state_dict(state, strict=True)
+    std = payload.get("standardize")
+    if std is not None:
+        model.set_standardization(std["mean"], std["std"])
+    model.classes_ = [str(c) for c in payload.get("classes", model.classes_)]
+    if len(model.classes_) != model.architecture.num_classes:
+        raise CheckpointError(
+            f"{path}: {len(model.classes_)} class names for {model.architecture.num_classes} "
+            "classes."
+        )
+    model.eval()
+    return model
+
+
+def load_model(
+    path: str | Path, expected: type | None = None, device: str | torch.device = "cpu"
+) -> Any:
+    """Rebuild a model saved by ``save_model``; a CheckpointError names what is wrong."""
+    from probdl.bnn.base import resolve_device
+
+    payload = _read(path)
+    if payload["format"] != FORMAT:
+        payload = payload.get("model", {})
+    return _build(payload, Path(path), expected).to(resolve_device(device))
+
+
+def save_training_state(path, model, optimizer, scheduler, epoch, result, best_state) -> Path:
+    """Everything ``train(resume=True)`` needs to continue after the given epoch."""
+    obj = {
+        "format": FORMAT + ".training",
+        "version": VERSION,
+        "model": _payload(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": int(epoch),
+        "history": list(result.history),
+        "best_epoch": int(result.best_epoch),
+        "best_val_nll": float(result.best_val_nll),
+        "best_state": {k: v.detach().cpu() for k, v in (best_state or {}).items()},
+        "rng": torch.get_rng_state(),
+    }
+    return _write(obj, Path(path))
+
+
+def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:
+    """Restore model, optimizer and schedule from a training checkpoint in place."""
+    path = Path(path)
+    obj = _read(path)
+    if obj["format"] != FORMAT + ".training":
+        raise CheckpointError(f"{path}: a model file, not a training checkpoint.")
+    saved = obj["model"]
+    if saved.get("kind") != model.kind or saved.get("config") != model.config():
+        raise CheckpointError(
+            f"{path}: the checkpoint was written for a {saved.get('kind')} with config "
+            f"{saved.get('config')}, not this {model.kind}; resume with the same model settings "
+            "or use another checkpoint_dir."
+        )
+    device = next(iter(model.parameters())).device
+    restored = _build(saved, path, None)
+    model.load_state_dict(restored.state_dict(), strict=False)
+    model.to(device)
+    optimizer.load_state_dict(obj["optimizer"])
+    scheduler.load_state_dict(obj["scheduler"])
+    best = {k: v.to(device) for k, v in obj["best_state"].items()} or None
+    return {
+        "epoch": obj["epoch"],
+        "history": obj["history"],
+        "best_epoch": obj["best_epoch"],
+        "best_val_nll": obj["best_val_nll"],
+        "best_state": best,
+        "rng": obj["rng"],
+    }

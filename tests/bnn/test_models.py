@@ -1,0 +1,154 @@
+"""The Pyro model and guide: closed-form KL counted once, likelihood scaled by N / batch."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN
+from probdl.errors import ModelError
+from tests.bnn.conftest import TINY
+
+
+def _closed_form_kl(mu, sigma, prior_sigma):
+    return (torch.log(prior_sigma / sigma) + (sigma**2 + mu**2) / (2 * prior_sigma**2) - 0.5).sum()
+
+
+@pytest.mark.parametrize("layers", ["all", "last"])
+def test_kl_is_the_closed_form_sum_over_all_weights(layers):
+    model = BayesianCNN(1, 10, (8, 8), bayesian_layers=layers, prior_sigma=0.5, **TINY)
+    with torch.no_grad():
+        model.variational.rho.uniform_(-6, -1)
+    mu, sigma = model.posterior_loc(), model.posterior_scale()
+    expected = _closed_form_kl(mu.double(), sigma.double(), 0.5)
+    torch.testing.assert_close(model.kl_divergence().double(), expected, rtol=1e-4, atol=1e-3)
+    n_expected = model.architecture.num_weights if layers == "all" else 10 * 16 + 10
+    assert mu.numel() == n_expected
+
+
+def _manual_loss(model, x, y, size, kl_weight):
+    """-(size / B) * sum log p(y | x, w) + kl_weight * KL, with w from the guide's trace."""
+    guide_trace = poutine.trace(model.guide).get_trace(x, y, None, size, kl_weight)
+    w = guide_trace.nodes["weights"]["value"]
+    logits = model.architecture.forward(x, model._params(w), None)
+    loglik = dist.Categorical(logits=logits).log_prob(y).sum()
+    kl = model.kl_divergence()
+    extra = 0.0
+    if model.det_names:
+        det = model.variational.det
+        extra = 0.5 * (det * det).sum() / model.prior_sigma**2
+    return -(size / len(x)) * loglik + kl_weight * (kl + extra)
+
+
+@pytest.mark.parametrize("layers", ["all", "last"])
+@pytest.mark.parametrize("kl_weight", [1.0, 0.3])
+def test_pyro_loss_is_scaled_likelihood_plus_kl_once(layers, kl_weight):
+    model = BayesianCNN(1, 10, (8, 8), bayesian_layers=layers, **TINY).eval()
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    size = 1000
+    elbo = TraceMeanField_ELBO(max_plate_nesting=1)
+    pyro.set_rng_seed(3)
+    loss = elbo.differentiable_loss(
+        model.model, model.guide, x, y, torch.arange(16), size, kl_weight
+    )
+    pyro.set_rng_seed(3)
+    expected = _manual_loss(model, x, y, size, kl_weight)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-2)
+    # per-example loss used by train(): the same divided by the dataset size
+    pyro.set_rng_seed(3)
+    per_example = model.training_loss(x, y, size, kl_weight, elbo)
+    torch.testing.assert_close(per_example * size, expected, rtol=1e-5, atol=1e-2)
+
+
+def test_kl_does_not_grow_with_dataset_size_but_the_likelihood_does():
+    model = BayesianCNN(1, 10, (8, 8), **TINY).eval()
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    elbo = TraceMeanField_ELBO(max_plate_nesting=1)
+    losses = {}
+    for size in (100, 200):
+        pyro.set_rng_seed(0)
+        losses[size] = elbo.differentiable_loss(model.model, model.guide, x, y, None, size).item()
+    kl = model.kl_divergence().item()
+    # loss(N) = N * a + KL  =>  2 * loss(100) - loss(200) = KL
+    assert 2 * losses[100] - losses[200] == pytest.approx(kl, rel=1e-4)
+
+
+def test_trace_elbo_uses_the_sampled_log_density_ratio_instead():
+    """Without analytic KL (analytic_kl=False) the same draw gives log q(w) - log p(w)."""
+    model = BayesianCNN(1, 3, (8, 8), filters=(2,), dense=(), bayesian_layers="last").eval()
+    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 3, (4,))
+    pyro.set_rng_seed(0)
+    loss = Trace_ELBO(max_plate_nesting=1).differentiable_loss(
+        model.model, model.guide, x, y, None, 40
+    )
+    pyro.set_rng_seed(0)
+    trace = poutine.trace(model.guide).get_trace(x, y, None, 40)
+    w = trace.nodes["weights"]["value"]
+    q = dist.Normal(model.posterior_loc(), model.posterior_scale()).log_prob(w).sum()
+    p = dist.Normal(0.0, 1.0).log_prob(w).sum() - 0.5 * (model.variational.det**2).sum()
+    logits = model.architecture.forward(x, model._params(w))
+    loglik = dist.Categorical(logits=logits).log_prob(y).sum()
+    torch.testing.assert_close(loss, -(10 * loglik) + q - p, rtol=1e-5, atol=1e-3)
+
+
+def test_binary_problems_use_one_logit_and_a_bernoulli_likelihood():
+    model = BayesianCNN(1, 2, (8, 8), **TINY).eval()
+    assert model.architecture.num_outputs == 1
+    x, y = torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 1, 0, 1])
+    trace = poutine.trace(model.model).get_trace(x, y)
+    assert isinstance(trace.nodes["obs"]["fn"], dist.Bernoulli)
+    probs = model.logits_to_probs(model.sample_logits(x, 3))
+    assert probs.shape == (3, 5, 2)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3, 5))
+
+
+def test_scale_mixture_prior_log_density():
+    model = BayesianCNN(1, 3, (8, 8), prior="mixture", mixture=(0.25, 1.0, 0.1), **TINY)
+    prior = model.prior_distribution()
+    w = torch.randn(model.posterior_loc().shape) * 0.3
+    n1, n2 = torch.distributions.Normal(0, 1.0), torch.distributions.Normal(0, 0.1)
+    expected = torch.log(0.25 * n1.log_prob(w).exp() + 0.75 * n2.log_prob(w).exp()).sum()
+    torch.testing.assert_close(prior.log_prob(w), expected, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ModelError, match="closed-form"):
+        model.kl_divergence()
+
+
+def test_guide_means_start_kaiming_and_scales_small():
+    model = BayesianCNN(1, 10, (8, 8), init_scale=2e-3)
+    torch.testing.assert_close(
+        model.posterior_scale(), torch.full_like(model.posterior_loc(), 2e-3)
+    )
+    conv1 = model.architecture.unflatten(model.posterior_loc())["conv1.weight"]
+    assert conv1.std().item() == pytest.approx((2 / 288) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"bayesian_layers": "first"},
+        {"prior": "laplace"},
+        {"prior_sigma": 0.0},
+        {"init_scale": -1.0},
+        {"mixture": (1.5, 1.0, 0.1)},
+    ],
+)
+def test_bad_bayesian_configurations(kwargs):
+    with pytest.raises(ModelError):
+        BayesianCNN(1, 10, (8, 8), **kwargs)
+
+
+def test_mc_dropout_needs_dropout():
+    with pytest.raises(ModelError, match="dropout"):
+        MCDropoutCNN(1, 10, (8, 8), dropout=0.0)
+
+
+def test_map_loss_is_cross_entropy_plus_gaussian_prior():
+    model = DeterministicCNN(1, 10, (8, 8), prior_sigma=0.7, **TINY).eval()
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    w = model.weights.flat
+    expected = torch.nn.functional.cross_entropy(model(x), y) + (w * w).sum() / (2 * 0.49 * 50)
+    torch.testing.assert_close(model.training_loss(x, y, 50), expected)
