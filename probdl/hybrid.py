@@ -57,6 +57,7 @@ __all__ = [
     "SumPairs",
     "digit_sum_accuracy",
     "digit_sum_network",
+    "digit_sum_pairs",
     "pair_indices",
     "sum_guide",
     "sum_log_likelihood",
@@ -325,13 +326,15 @@ class HybridModel:
         return {t: posts[t].reshape(draws, batch, -1).mean(0) for t in names}
 
 
-def digit_sum_accuracy(hybrid: HybridModel, test: Any, seed: int = 0, per_sample: bool = False,
-                       num_samples: int = 32) -> dict[str, float]:
-    """Digit accuracy on ``test`` from the classifier alone vs after the digit-sum network.
+def digit_sum_pairs(hybrid: HybridModel, test: Any, seed: int = 0, per_sample: bool = False,
+                    num_samples: int = 32) -> dict[str, np.ndarray]:
+    """Pair every image of ``test`` twice, observe each pair's true sum, read both digits.
 
-    Every test image is paired twice (cyclically, once as D1 and once as D2, see
-    :func:`pair_indices`), the pair's true sum is observed as S, and both numbers are averaged
-    over all 2 x len(test) digit slots, so every image of the split counts equally.
+    Pairs are cyclic (see :func:`pair_indices`): image ``first[i]`` is D1 and ``second[i]`` is
+    D2 of pair i, and every image is D1 once and D2 once. Returns numpy arrays: ``first``,
+    ``second`` (P,) image indices, ``sums`` (P,), ``cnn`` and ``hybrid`` (P, 2) predicted digits
+    of (D1, D2) from the classifier alone and after the network, ``truth`` (P, 2), and
+    ``D1``, ``D2``, ``S`` (P, k) posteriors given both images and the sum.
     """
     labels = np.asarray(torch.as_tensor(test.labels).cpu())
     i1, i2 = pair_indices(len(labels), seed=seed, cyclic=True)
@@ -343,12 +346,27 @@ def digit_sum_accuracy(hybrid: HybridModel, test: Any, seed: int = 0, per_sample
     if not per_sample:
         soft = {n: v.mean(0) for n, v in soft.items()}
     sums = labels[i1] + labels[i2]
-    post = hybrid._posteriors(["D1", "D2"], soft, {"S": sums}, per_sample)
-    truth = {"D1": labels[i1], "D2": labels[i2]}
+    post = hybrid._posteriors(["D1", "D2", "S"], soft, {"S": sums}, per_sample)
     # argmax of p(y|x)/pi(y) is not the classifier's own label: multiply the prior back.
     alone = {n: v.mean(0) * hybrid.class_priors_[n] for n, v in draws.items()}
-    cnn = np.mean([alone["D1"][i1].argmax(1) == truth["D1"],
-                   alone["D2"][i2].argmax(1) == truth["D2"]])
-    combined = np.mean([post[n].argmax(1) == truth[n] for n in truth])
-    return {"pairs": float(len(i1)), "cnn_accuracy": float(cnn),
-            "hybrid_accuracy": float(combined)}
+    return {
+        "first": i1, "second": i2, "sums": sums,
+        "truth": np.stack([labels[i1], labels[i2]], 1),
+        "cnn": np.stack([alone["D1"][i1].argmax(1), alone["D2"][i2].argmax(1)], 1),
+        "hybrid": np.stack([post["D1"].argmax(1), post["D2"].argmax(1)], 1),
+        **post,
+    }
+
+
+def digit_sum_accuracy(hybrid: HybridModel, test: Any, seed: int = 0, per_sample: bool = False,
+                       num_samples: int = 32) -> dict[str, float]:
+    """Digit accuracy on ``test`` from the classifier alone vs after the digit-sum network.
+
+    Every test image is paired twice (see :func:`digit_sum_pairs`), the pair's true sum is
+    observed as S, and both numbers are averaged over all 2 x len(test) digit slots, so every
+    image of the split counts equally.
+    """
+    out = digit_sum_pairs(hybrid, test, seed, per_sample, num_samples)
+    return {"pairs": float(len(out["sums"])),
+            "cnn_accuracy": float((out["cnn"] == out["truth"]).mean()),
+            "hybrid_accuracy": float((out["hybrid"] == out["truth"]).mean())}

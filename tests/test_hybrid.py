@@ -16,6 +16,7 @@ from probdl.hybrid import (
     HybridModel,
     digit_sum_accuracy,
     digit_sum_network,
+    digit_sum_pairs,
     pair_indices,
     sum_guide,
     sum_log_likelihood,
@@ -213,6 +214,10 @@ def test_sum_raises_digit_accuracy_on_the_test_split(digits):
     hm = HybridModel(digit_sum_network(), {"D1": model, "D2": model}, class_prior=train_set)
     scores = digit_sum_accuracy(hm, test, num_samples=8)
     assert scores["pairs"] == len(test)
+    out = digit_sum_pairs(hm, test, num_samples=8)
+    assert sorted(out["first"]) == sorted(out["second"]) == list(range(len(test)))
+    assert (out["truth"].sum(1) == out["sums"]).all()
+    np.testing.assert_allclose(out["S"], np.eye(19)[out["sums"]], atol=1e-12)
     assert 0.3 < scores["cnn_accuracy"] < scores["hybrid_accuracy"]
     # the CNN-alone figure is the classifier's own accuracy on the whole split
     alone = (predict(model, test.images, 8).labels == test.labels).float().mean()
