@@ -31,25 +31,34 @@ def _finish_scalars(values: list[torch.Tensor], batch: int, like: torch.Tensor |
 
 
 def sum_product(plan: Plan, operands: list[torch.Tensor], scalars: list[torch.Tensor],
-                batch: int, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                batch: int, ref: torch.Tensor,
+                log_floor: float = -700.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Contract the plan; return (log Z per row, normalized output table per row).
 
     ``operands`` follow ``plan.terms`` (batched ones have a leading batch axis), ``scalars``
     follow ``plan.scalars`` (each of shape (batch,)); ``ref`` gives dtype and device. The table
     has shape (batch, *output cards) and sums to one per row (it is all ones of shape (batch,)
     when the output is empty); rows of probability zero get ``log_z = -inf`` and a zero table.
+    ``log_floor`` is the log of the smallest positive operand entry: an intermediate is rescaled
+    once enough factors have multiplied into it to shrink by ``e**-600`` (every step when
+    ``log_floor`` is -600 or lower), which keeps the number of extra kernels small.
     """
+    every = int(min(64, max(1, 600 // max(-log_floor, 1e-6))))
     work = list(operands)
-    log_scale = None
+    counts = [1] * len(work)
+    log_scales = []
     for st in plan.steps:
         ops = [work.pop(i) for i in st.operands]
+        count = sum(counts.pop(i) for i in st.operands)
         t = torch.einsum(st.equation, *ops)
-        if st.batched:
-            s = t.detach().reshape(batch, -1).amax(1)
-            s = torch.where(s > 0, s, torch.ones_like(s))
+        if st.batched and count >= every:
+            s = t.detach().reshape(batch, -1).amax(1).clamp_min(1e-300)
             t = t / s.reshape((batch,) + (1,) * (t.dim() - 1))
-            log_scale = s.log() if log_scale is None else log_scale + s.log()
+            log_scales.append(s)
+            count = 1
         work.append(t)
+        counts.append(count)
+    log_scale = torch.stack(log_scales).log().sum(0) if log_scales else None
     if work:
         result = work[0]
         if not plan.final_batched:

@@ -46,7 +46,7 @@ DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 MIN_GROUP = 16
 # Contractions below this many multiply-adds per call run on one thread (measured faster on a
 # busy 2-core machine: thread start-up dominates small float64 einsums).
-SMALL_WORK = 2_000_000
+SMALL_WORK = 50_000_000
 
 
 @dataclass
@@ -79,8 +79,11 @@ def _groups(observed: np.ndarray) -> list[tuple[np.ndarray | None, np.ndarray]]:
     """Split rows into (pattern, row indices); pattern None marks the universal group."""
     if observed.shape[0] == 0:
         return []
-    patterns, inverse, counts = np.unique(observed, axis=0, return_inverse=True,
+    packed = np.packbits(observed, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
                                           return_counts=True)
+    patterns = observed[first]
     inverse = inverse.reshape(-1)
     own = counts >= MIN_GROUP
     if len(patterns) <= 4:
@@ -118,36 +121,45 @@ def _layout(structure: Structure, mode: str, observed_any: np.ndarray, pattern, 
 def _operands(plan: Plan, cpts: Sequence[torch.Tensor], states: torch.Tensor,
               observed: torch.Tensor, soft: dict[int, torch.Tensor], structure: Structure,
               log: bool, grad_lambdas: bool):
-    """Build the plan's operand tensors for a chunk of rows."""
+    """Build the plan's operand tensors for a chunk of rows (lambda vectors folded into CPTs)."""
     batch = states.shape[0]
     tensors, lambdas = [], {}
     for t in (*plan.terms, *plan.scalars):
-        if t.is_cpt:
-            x = cpts[t.var]
-            if t.absorbed:
-                axes = (t.var, *structure.parents[t.var])
-                rest = [i for i in range(x.dim()) if i not in t.absorbed]
-                x = x.permute(*t.absorbed, *rest)
-                x = x[tuple(states[:, axes[i]] for i in t.absorbed)]
-            if log:
-                x = torch.log(x)
-        else:
+        x = cpts[t.var]
+        if t.absorbed:
+            axes = (t.var, *structure.parents[t.var])
+            rest = [i for i in range(x.dim()) if i not in t.absorbed]
+            x = x.permute(*t.absorbed, *rest)
+            x = x[tuple(states[:, axes[i]] for i in t.absorbed)]
+        if t.lam:
             k = structure.cards[t.var]
-            ref = cpts[t.var]
-            lam = torch.ones(batch, k, dtype=ref.dtype, device=ref.device)
+            lam = torch.ones(batch, k, dtype=x.dtype, device=x.device)
             seen = observed[:, t.var]
             if bool(seen.any()):
-                onehot = torch.nn.functional.one_hot(states[:, t.var], k).to(ref.dtype)
+                onehot = torch.nn.functional.one_hot(states[:, t.var], k).to(x.dtype)
                 lam = torch.where(seen[:, None], onehot, lam)
             if t.var in soft:
                 lam = lam * soft[t.var]
             if grad_lambdas:
                 lam = lam.detach().requires_grad_(True)
                 lambdas[t.var] = lam
-            x = torch.log(lam) if log else lam
+            shape = (batch, k) + (1,) * (x.dim() - 1 - (1 if t.absorbed else 0))
+            if log:
+                x = torch.log(x) + torch.log(lam).reshape(shape)
+            else:
+                x = x * lam.reshape(shape)
+        elif log:
+            x = torch.log(x)
         tensors.append(x)
     n = len(plan.terms)
     return tensors[:n], tensors[n:], lambdas
+
+
+def _log_floor(cpts: Sequence[torch.Tensor]) -> float:
+    """log of the smallest positive CPT entry: how fast products can shrink toward underflow."""
+    flat = torch.cat([c.detach().reshape(-1) for c in cpts])
+    positive = flat[flat > 0]
+    return float(positive.min().log()) if positive.numel() else 0.0
 
 
 def _chunks(plan: Plan, batch: int, itemsize: int, budget: float, grad: bool, maxprod: bool):
@@ -174,6 +186,12 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     device, dtype = ref.device, ref.dtype
     n_rows, n = batch.states.shape
     soft_vars = set(batch.soft)
+    # soft likelihoods are scaled to a maximum of 1 per row; the scale is added back to log Z
+    soft_max = {v: s.amax(1, keepdim=True) for v, s in batch.soft.items()}
+    soft_offset = sum((m[:, 0].log() for m in soft_max.values()),
+                      torch.zeros(n_rows, dtype=ref.dtype, device=ref.device))
+    batch = Batch(batch.states, batch.observed,
+                  {v: s / soft_max[v] for v, s in batch.soft.items()})
     log_z = torch.empty(n_rows, dtype=dtype, device=device)
     out_marg = ([torch.empty(n_rows, k, dtype=dtype, device=device) for k in structure.cards]
                 if mode == "marginals" else None)
@@ -199,6 +217,7 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
                               memory_budget, grad, map_plan is not None):
             idx = rows[lo:hi]
             pieces.append((plan, map_plan, idx))
+    floor = _log_floor([*cpts, *batch.soft.values()])
     for plan, map_plan, idx in pieces:
         b = len(idx)
         states = torch.as_tensor(batch.states[idx], device=device)
@@ -210,7 +229,7 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
                 with torch.enable_grad():
                     ops, scal, lams = _operands(plan, cpts, states, observed, soft, structure,
                                                 log=False, grad_lambdas=True)
-                    lz, _ = sum_product(plan, ops, scal, b, ref)
+                    lz, _ = sum_product(plan, ops, scal, b, ref, floor)
                     finite = torch.isfinite(lz)
                     grads = (torch.autograd.grad(torch.where(finite, lz, 0).sum(),
                                                  list(lams.values()), allow_unused=True)
@@ -230,7 +249,7 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
             else:
                 ops, scal, _ = _operands(plan, cpts, states, observed, soft, structure,
                                          log=False, grad_lambdas=False)
-                lz, table = sum_product(plan, ops, scal, b, ref)
+                lz, table = sum_product(plan, ops, scal, b, ref, floor)
                 log_z[index] = lz if need_grad else lz.detach()
                 if mode == "joint":
                     out_table[index] = table
@@ -242,6 +261,7 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
                     out_best[index] = best
                     for v, a in assign.items():
                         out_assign[index, v] = a
+    log_z = log_z + soft_offset
     if mode == "logz":
         return log_z
     if mode == "marginals":

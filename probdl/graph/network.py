@@ -232,24 +232,27 @@ class BayesNet:
         b = len(frame)
         states = np.zeros((b, len(self._variables)), dtype=np.int64)
         observed = np.zeros((b, len(self._variables)), dtype=bool)
-        for col in frame.columns:
-            var = str(col)
-            if var not in self._index:
-                raise InferenceError(f"unknown variable {var!r} in evidence; the network's "
-                                     f"variables are {self._variables}")
+        columns = [str(c) for c in frame.columns]
+        unknown = [c for c in columns if c not in self._index]
+        if unknown:
+            raise InferenceError(f"unknown variable {unknown[0]!r} in evidence; the network's "
+                                 f"variables are {self._variables}")
+        values = frame.to_numpy(dtype=object)
+        for c, var in enumerate(columns):
             j = self._index[var]
-            values = frame[col].to_numpy(dtype=object)
-            seen = ~pd.isna(values)
-            lookup = self._state_index[var]
-            codes = np.empty(b, dtype=np.int64)
-            for i in np.flatnonzero(seen):
-                code = _state_code(values[i], lookup)
-                if code is None:
-                    raise InferenceError(
-                        f"unknown state {values[i]!r} of {var!r} (row {i}); valid states: "
-                        f"{self._states[var]}")
-                codes[i] = code
-            states[seen, j] = codes[seen]
+            seen = ~pd.isna(values[:, c])
+            if not seen.any():
+                continue
+            present = values[seen, c]
+            codes, uniques = pd.factorize(present)
+            lookup = np.array([_state_code(u, self._state_index[var]) for u in uniques] or [0])
+            bad = np.flatnonzero(lookup < 0)
+            if bad.size:
+                row = int(np.flatnonzero(seen)[np.flatnonzero(codes == bad[0])[0]])
+                raise InferenceError(
+                    f"unknown state {uniques[bad[0]]!r} of {var!r} (row {row}); valid "
+                    f"states: {self._states[var]}")
+            states[seen, j] = lookup[codes]
             observed[:, j] = seen
         return states, observed
 
@@ -292,8 +295,9 @@ class BayesNet:
         return impute(self, rows, **kwargs)
 
 
-def _state_code(value: Any, lookup: dict[str, int]) -> int | None:
+def _state_code(value: Any, lookup: dict[str, int]) -> int:
+    """Index of a state label (str, or a number such as 1.0 for the label "1"); -1 if unknown."""
     code = lookup.get(str(value))
-    if code is None and isinstance(value, float) and value.is_integer():
+    if code is None and isinstance(value, float | np.floating) and float(value).is_integer():
         code = lookup.get(str(int(value)))
-    return code
+    return -1 if code is None else code

@@ -5,13 +5,14 @@
     plan = compile_plan(s, relevant=(0, 1), absorbed=(1,), lambdas=(0,), output=())
     plan.steps, plan.bytes_per_row(8)
 
-A plan is built from *terms*: the CPT of every relevant variable (axes fixed by hard evidence are
-gathered away, which makes the term batched) and an evidence/indicator vector ``lambda_v`` of
+A plan is built from *terms*: the CPT of every relevant variable, with the axes fixed by hard
+evidence gathered away per row, and multiplied by an evidence/indicator vector ``lambda_v`` of
 shape (B, k_v) for every variable whose posterior is wanted, whose evidence is soft, or whose hard
-evidence differs between the rows sharing the plan. The contraction path is searched by
-``opt_einsum`` on the *unbatched* equation (searching the batched one produces enormous
-intermediates) and then replayed step by step with a batch index added to every term that carries
-one. Plans depend only on the network's structure, so they are cached per structure and request.
+evidence differs between the rows sharing the plan (either makes the term batched). The
+contraction path is searched by ``opt_einsum`` on the *unbatched* equation (searching the batched
+one produces enormous intermediates) and then replayed step by step with a batch index added to
+every term that carries one. Plans depend only on the network's structure, so they are cached
+per structure and request.
 """
 
 from __future__ import annotations
@@ -59,16 +60,16 @@ class Structure:
 
 @dataclass(frozen=True)
 class Term:
-    """One operand: the CPT of ``var`` (``is_cpt``) or its evidence vector lambda_var."""
+    """One operand: the CPT of ``var``, times its evidence vector lambda_var when ``lam``."""
 
     var: int
-    is_cpt: bool
+    lam: bool  # multiplied by lambda_var (B, k) along axis 0
     absorbed: tuple[int, ...]  # CPT axis positions fixed by hard evidence
     free: tuple[int, ...]  # variables of the remaining axes, in tensor order
 
     @property
     def batched(self) -> bool:
-        return (not self.is_cpt) or bool(self.absorbed)
+        return self.lam or bool(self.absorbed)
 
 
 @dataclass(frozen=True)
@@ -136,16 +137,16 @@ def compile_plan(structure: Structure, relevant: tuple[int, ...], absorbed: tupl
     output : variables left uncontracted (besides the batch index), in this order.
     optimize : ``opt_einsum`` path strategy, searched on the unbatched equation.
     """
-    absorbed_set = set(absorbed)
+    absorbed_set, lambda_set = set(absorbed), set(lambdas)
+    if not lambda_set <= set(relevant) or lambda_set & absorbed_set:
+        raise ValueError("every lambda variable must be relevant and not absorbed")
     terms: list[Term] = []
     scalars: list[Term] = []
     for v in relevant:
         axes = (v, *structure.parents[v])
         ab = tuple(i for i, u in enumerate(axes) if u in absorbed_set)
         free = tuple(u for u in axes if u not in absorbed_set)
-        (terms if free else scalars).append(Term(v, True, ab, free))
-    for v in lambdas:
-        terms.append(Term(v, False, (), (v,)))
+        (terms if free else scalars).append(Term(v, v in lambda_set, ab, free))
     cards = structure.cards
     if not terms:
         return Plan((), tuple(scalars), (), output, (), False, 0, 0, 0, 0.0)
