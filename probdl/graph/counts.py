@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -318,23 +318,43 @@ class BatchedNetwork:
     ``evidence * d log P_r / d evidence`` is each variable's posterior.
     """
 
-    def __init__(self, spec: NetSpec):
-        import opt_einsum
+    _plans: ClassVar[dict[tuple, list]] = {}  # elimination plans per structure, searched once
 
+    def __init__(self, spec: NetSpec):
         self.spec = spec
         names = list(spec.variables)
         self._symbol = {v: i for i, v in enumerate(names)}
         terms = [tuple(self._symbol[u] for u in (v, *spec.parents[v])) for v in names]
         terms += [(self._symbol[v],) for v in names]
         self._terms = terms
-        size = {self._symbol[v]: len(spec.states[v]) for v in names}
+        size = tuple(len(spec.states[v]) for v in names)
+        key = (tuple(terms), size)
+        if key not in self._plans:
+            if len(self._plans) > 64:
+                self._plans.clear()
+            self._plans[key] = self._plan(terms, size)
+        self._steps = self._plans[key]
+
+    @staticmethod
+    def _plan(terms: list[tuple[int, ...]], size: tuple[int, ...]) -> list:
+        import opt_einsum
+
         equation = ",".join(
             "".join(opt_einsum.get_symbol(i) for i in term) for term in terms
         ) + "->"
         shapes = [tuple(size[i] for i in term) for term in terms]
-        path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto")
+        path, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="greedy")
+        if float(info.opt_cost) > 2e5:
+            # Wide networks (andes): randomized greedy trials (seeded by trial number, so the
+            # plan is reproducible) cut the contraction cost several-fold for a second of search.
+            better, better_info = opt_einsum.contract_path(
+                equation, *shapes, shapes=True,
+                optimize=opt_einsum.RandomGreedy(max_repeats=16),
+            )
+            if float(better_info.opt_cost) < float(info.opt_cost):
+                path = better
         # Replay plan: each step contracts operand positions into one operand kept at the end.
-        self._steps: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        steps: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         live = list(terms)
         for positions in path:
             picked = [live[p] for p in positions]
@@ -342,8 +362,9 @@ class BatchedNetwork:
                 live.pop(p)
             needed = {i for term in live for i in term}
             kept = tuple(sorted({i for term in picked for i in term} & needed))
-            self._steps.append((tuple(positions), kept))
+            steps.append((tuple(positions), kept))
             live.append(kept)
+        return steps
 
     def log_prob(self, cpts: Sequence[Any], evidence: Sequence[Any],
                  rescale: bool | None = None) -> Any:

@@ -127,7 +127,7 @@ def fit(
         return _build(bn, spec, cpts, history=[loglik + _log_prior(cpts, alpha)],
                       loglik=loglik, n_iter=0, converged=True)
 
-    with _single_thread():
+    with single_thread():
         engine = _Estep(spec, unique, weight, batch_size, template=bn)
         base = family_counts(unique, weight, spec)
         best = None
@@ -294,7 +294,7 @@ def _complete_log_likelihood(codes, weight, spec, cpts) -> float:
 
 
 @contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
+def single_thread() -> Iterator[None]:
     """Small float64 contractions run fastest on one thread (and do not fight other work)."""
     import torch
 
