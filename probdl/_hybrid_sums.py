@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -113,13 +113,15 @@ def sum_pairs(dataset: Any, seed: int = 0, repeats: int = 1) -> SumPairs:
     return SumPairs(images[t1], images[t2], labels[t1] + labels[t2], i1, i2, k)
 
 
-def _sum_mask(k: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(2k - 1, k * k) additive mask: 0 where d1 + d2 = s, -inf elsewhere."""
-    d = torch.arange(k, device=device)
-    total = (d[:, None] + d[None, :]).reshape(-1)
-    hit = total[None, :] == torch.arange(2 * k - 1, device=device)[:, None]
-    zero = torch.zeros((), device=device, dtype=dtype)
-    return torch.where(hit, zero, torch.full((), -math.inf, device=device, dtype=dtype))
+@lru_cache(maxsize=8)
+def _pair_index(k: int, device: str) -> torch.Tensor:
+    """(2k - 1, k) flat indices d1 * k + d2 of the digit pairs with d1 + d2 = s; the slots a sum
+    has fewer pairs than k point at index k * k, a padding column of -inf."""
+    index = torch.full((2 * k - 1, k), k * k, dtype=torch.long)
+    for s in range(2 * k - 1):
+        for d1 in range(max(0, s - k + 1), min(s, k - 1) + 1):
+            index[s, d1] = d1 * k + (s - d1)
+    return index.to(device)
 
 
 def sum_log_likelihood(log_p1: torch.Tensor, log_p2: torch.Tensor) -> torch.Tensor:
@@ -134,8 +136,10 @@ def sum_log_likelihood(log_p1: torch.Tensor, log_p2: torch.Tensor) -> torch.Tens
             f"{tuple(log_p1.shape)} and {tuple(log_p2.shape)}."
         )
     b, k = log_p1.shape
-    joint = (log_p1[:, :, None] + log_p2[:, None, :]).reshape(b, 1, k * k)
-    return torch.logsumexp(joint + _sum_mask(k, log_p1.device, log_p1.dtype), dim=-1)
+    joint = (log_p1[:, :, None] + log_p2[:, None, :]).reshape(b, k * k)
+    padded = torch.cat([joint, joint.new_full((b, 1), -math.inf)], dim=1)
+    # Gathering only the pairs of each sum (k per sum) keeps the work at B x (2k - 1) x k.
+    return torch.logsumexp(padded[:, _pair_index(k, str(joint.device))], dim=-1)
 
 
 def sum_model(cnn: BayesianCNN, first: torch.Tensor, second: torch.Tensor,
