@@ -167,25 +167,46 @@ def _run_em(engine, spec, cpts, alpha, max_iter, tol, progress):
 
 
 class _Estep:
-    """Expected family counts and the log-likelihood of the distinct rows, block by block."""
+    """Expected family counts and the log-likelihood of the distinct rows, block by block.
+
+    Rows are grouped by missingness pattern: rows of a pattern shared by at least
+    ``MIN_GROUP`` distinct rows go through the BayesNet engine's per-pattern contraction (the
+    observed axes of the CPTs gathered away, e.g. rows missing only a latent column); the rest
+    (holes at random: nearly every row its own pattern) share one pattern-free contraction.
+    """
 
     _CACHE_BYTES = 256 * 2**20  # keep evidence between iterations while it is this small
+    MIN_GROUP = 16
 
     def __init__(self, spec: NetSpec, unique: np.ndarray, weight: np.ndarray, batch_size: int,
                  template: Any = None):
         self.spec = spec
         self.network = BatchedNetwork(spec)
+        _, inverse, sizes = np.unique(unique < 0, axis=0, return_inverse=True,
+                                      return_counts=True)
+        inverse = inverse.reshape(-1)
+        shared = sizes[inverse] >= self.MIN_GROUP
+        self.grouped = _pattern_engine(template, spec) if shared.any() else None
+        if self.grouped is None:
+            shared[:] = False
+        order = np.argsort(inverse[shared], kind="stable")  # whole patterns stay together
         self.blocks = [
-            (unique[i:i + batch_size], weight[i:i + batch_size])
-            for i in range(0, len(unique), batch_size)
+            (codes[i:i + batch_size], w[i:i + batch_size], kind)
+            for codes, w, kind in (
+                (unique[shared][order], weight[shared][order], "pattern"),
+                (unique[~shared], weight[~shared], "free"),
+            )
+            for i in range(0, len(codes), batch_size)
         ]
         width = sum(len(s) for s in spec.states.values())
-        self.cache = len(unique) * width * 8 <= self._CACHE_BYTES
-        self.evidence = [evidence_tensors(c, spec) for c, _ in self.blocks] if self.cache else []
-        self.grouped = _pattern_engine(template, spec, unique)
+        self.cache = int((~shared).sum()) * width * 8 <= self._CACHE_BYTES
+        self.evidence = [
+            evidence_tensors(codes, spec) if self.cache and kind == "free" else None
+            for codes, _, kind in self.blocks
+        ]
 
-    def _log_prob(self, theta, codes, b, rescale):
-        if self.grouped is not None:  # few missingness patterns: observed axes absorbed
+    def _log_prob(self, theta, codes, b, kind, rescale):
+        if kind == "pattern":
             network, log_evidence = self.grouped
             return log_evidence(network, np.maximum(codes, 0), codes < 0, theta)
         evidence = self.evidence[b] if self.cache else evidence_tensors(codes, self.spec)
@@ -198,10 +219,10 @@ class _Estep:
         counts = {v: np.zeros(self.spec.shape(v)) for v in names}
         rescale = needs_rescaling([cpts[v] for v in names])
         loglik = 0.0
-        for b, (codes, weight) in enumerate(self.blocks):
+        for b, (codes, weight, kind) in enumerate(self.blocks):
             theta = [torch.tensor(cpts[v], requires_grad=need_counts) for v in names]
             with torch.set_grad_enabled(need_counts):
-                log_p = self._log_prob(theta, codes, b, rescale)
+                log_p = self._log_prob(theta, codes, b, kind, rescale)
                 total = (log_p * torch.from_numpy(weight)).sum()
             if need_counts:
                 total.backward()
@@ -216,15 +237,9 @@ class _Estep:
         return counts, loglik
 
 
-def _pattern_engine(template: Any, spec: NetSpec, unique: np.ndarray):
-    """The BayesNet engine's ``log_evidence`` when rows share few missingness patterns.
-
-    That engine compiles one contraction per pattern with the observed axes of the CPTs gathered
-    away, which beats the pattern-free contraction when groups are large (e.g. only a latent
-    column missing); with many small groups (holes at random) the pattern-free one is faster.
-    """
-    patterns = len(np.unique(unique < 0, axis=0))
-    if patterns * 16 > len(unique) or not hasattr(template, "to_pgmpy"):
+def _pattern_engine(template: Any, spec: NetSpec):
+    """The BayesNet engine's ``log_evidence`` and a network of the fitted layout, or None."""
+    if not hasattr(template, "to_pgmpy"):
         return None
     try:
         from probdl.graph.engine import log_evidence

@@ -116,16 +116,21 @@ def test_bayes_matches_pgmpy_bayesian_estimator(prior_type):
         np.testing.assert_allclose(em.cpd(v), fitted.cpd(v), atol=1e-10)
 
 
-@pytest.mark.parametrize("missing", [0.25, 0.0])  # holes at random / only the latent column
-def test_em_with_latent_and_holes_matches_brute_force_em(missing):
-    from probdl.graph.em import _pattern_engine
+@pytest.mark.parametrize("layout", ["holes at random", "latent only", "mixed"])
+def test_em_with_latent_and_holes_matches_brute_force_em(layout):
+    from probdl.graph.em import _Estep
 
     truth = _random_net(4)
-    rows = _sample(truth, 60 if missing else 300, seed=5, missing=missing, drop=("H",))
+    holed = _sample(truth, 60, seed=5, missing=0.25, drop=("H",))
+    latent_only = _sample(truth, 300, seed=6, drop=("H",))
+    rows = {"holes at random": holed, "latent only": latent_only,
+            "mixed": pd.concat([holed, latent_only], ignore_index=True)}[layout]
     spec = NetSpec.from_network(truth)
-    unique, _ = unique_rows(encode_rows(rows, spec, ["H"]))
-    # one pattern: the engine's per-pattern contraction; holes at random: the pattern-free one
-    assert (_pattern_engine(truth, spec, unique) is None) == (missing > 0)
+    unique, weight = unique_rows(encode_rows(rows, spec, ["H"]))
+    kinds = {kind for *_, kind in _Estep(spec, unique, weight, 4096, truth).blocks}
+    # rows of a widely shared pattern go through the engine's per-pattern contraction
+    assert kinds == {"holes at random": {"free"}, "latent only": {"pattern"},
+                     "mixed": {"free", "pattern"}}[layout]
     start = _random_net(6)
     fitted = truth.fit(rows, latent={"H": 2}, init=start, prior=0.5, max_iter=5, tol=0.0)
     current = start
