@@ -51,7 +51,7 @@ def _payload(model: Any) -> dict[str, Any]:
         "state_dict": state,
         "standardize": std,
         "classes": list(model.classes_),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
 
 

@@ -4,7 +4,7 @@
     from probdl.data import load_digits, split
     tr, va, te = split(load_digits(), val=0.15, test=0.2, seed=0)
     model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
-    result = train(model, tr, va, epochs=30)
+    result = train(model, tr, va, epochs=30)   # lr=3e-3, cosine schedule
     print(result.best_epoch, result.history[-1])
 
 The loss of the Bayesian CNN is ``TraceMeanField_ELBO().differentiable_loss`` of its model and
@@ -77,7 +77,7 @@ def train(
     val: Any = None,
     epochs: int = 30,
     batch_size: int = 64,
-    lr: float = 1e-3,
+    lr: float = 3e-3,
     device: str | torch.device = "cpu",
     checkpoint_dir: str | Path | None = None,
     seed: int = 0,

@@ -7,7 +7,7 @@ import torch
 
 from probdl.data import ImageDataset, load_digits, split
 
-TINY = {"filters": (4, 8), "dense": (16,)}
+TINY = {"filters": (8, 16), "dense": (32,), "dropout": 0.1}
 
 
 @pytest.fixture(scope="session")

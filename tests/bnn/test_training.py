@@ -1,0 +1,123 @@
+"""train(): learning on digits, checkpoints every epoch, resuming a killed run, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, evaluate, train, training
+from probdl.data import Augment
+from probdl.errors import DataError, ModelError
+from tests.bnn.conftest import TINY
+
+
+@pytest.mark.parametrize("cls", [BayesianCNN, DeterministicCNN, MCDropoutCNN])
+def test_every_model_learns_digits(cls, small_digits):
+    tr, va, te = small_digits
+    model = cls(1, 10, (8, 8), **{**TINY, "dropout": 0.2})
+    result = train(model, tr, va, epochs=6, batch_size=16, lr=1e-2, progress=False)
+    assert len(result.history) == 6
+    assert 1 <= result.best_epoch <= 6
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    scores = evaluate(model, te, num_samples=4)
+    assert scores["accuracy"] > 0.6  # chance is 0.1
+    assert model.classes_ == tr.classes
+
+
+def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypatch):
+    tr, va, _ = small_digits
+    straight = BayesianCNN(1, 10, (8, 8), **TINY)
+    full = train(straight, tr, va, epochs=3, lr=1e-2, checkpoint_dir=tmp_path / "a", progress=False)
+    real_save = training.save_training_state
+
+    def save_then_die(path, model, optimizer, scheduler, epoch, *rest):
+        real_save(path, model, optimizer, scheduler, epoch, *rest)
+        if epoch == 2:
+            raise KeyboardInterrupt  # the process is killed right after epoch 2's checkpoint
+
+    monkeypatch.setattr(training, "save_training_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(BayesianCNN(1, 10, (8, 8), **TINY), tr, va, epochs=3, lr=1e-2,
+              checkpoint_dir=tmp_path / "b", progress=False)
+    monkeypatch.setattr(training, "save_training_state", real_save)
+    # "killed" after epoch 2: a fresh process builds the model again and resumes to epoch 3
+    resumed_model = BayesianCNN(1, 10, (8, 8), **TINY)
+    torch.manual_seed(999)  # whatever the caller's RNG, resume restores the run's own
+    resumed = train(
+        resumed_model, tr, va, epochs=3, lr=1e-2, checkpoint_dir=tmp_path / "b", resume=True,
+        progress=False,
+    )
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[-1]["loss"] == pytest.approx(full.history[-1]["loss"], rel=1e-5)
+    after = resumed_model.state_dict()
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(value, after[name])
+    assert (tmp_path / "b" / "model.pt").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(small_digits, tmp_path):
+    tr, va, _ = small_digits
+    train(BayesianCNN(1, 10, (8, 8), **TINY), tr, va, epochs=1, checkpoint_dir=tmp_path,
+          progress=False)
+    from probdl.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="same model settings"):
+        train(BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,)), tr, va, epochs=2,
+              checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(small_digits):
+    tr, va, _ = small_digits
+    model = DeterministicCNN(1, 10, (8, 8), **TINY)
+    result = train(model, tr, va, epochs=40, lr=0.05, patience=2, progress=False)
+    nlls = [h["val_nll"] for h in result.history]
+    assert result.best_epoch == 1 + nlls.index(min(nlls))
+    assert result.stopped_early == (len(nlls) < 40)
+    if result.stopped_early:
+        assert len(nlls) - result.best_epoch == 2
+
+
+def test_kl_annealing_particles_augmentation_and_options_run(small_digits):
+    tr, va, _ = small_digits
+    model = BayesianCNN(1, 10, (8, 8), local_reparam=True, prior="normal", **TINY)
+    result = train(
+        model, tr, va, epochs=2, kl_annealing=2, num_particles=2, analytic_kl=False,
+        augment=Augment(rotate=10, seed=0), lr_schedule="constant", standardize=False,
+        progress=False,
+    )
+    assert [h["kl_weight"] for h in result.history] == [0.5, 1.0]
+    assert all(math.isfinite(h["loss"]) for h in result.history)
+    assert model.standardize_mean_ is None
+
+
+def test_standardization_is_fitted_on_train_and_stored(small_digits):
+    tr, va, _ = small_digits
+    model = DeterministicCNN(1, 10, (8, 8), **TINY)
+    train(model, tr, va, epochs=1, progress=False)
+    torch.testing.assert_close(model.standardize_mean_, tr.images.mean(dim=(0, 2, 3)))
+
+
+def test_bad_training_input(small_digits):
+    tr, va, _ = small_digits
+    model = BayesianCNN(1, 10, (8, 8), **TINY)
+    with pytest.raises(DataError, match=r"\(N, 1, 8, 8\)"):
+        train(model, (torch.rand(10, 3, 8, 8), torch.zeros(10, dtype=torch.long)), None)
+    bad = tr.images[:10].clone()
+    bad[3, 0, 2, 2] = float("nan")
+    with pytest.raises(DataError, match="NaN"):
+        train(model, (bad, tr.labels[:10]), None)
+    with pytest.raises(DataError, match=r"0\.\.9"):
+        train(model, (tr.images[:10], torch.full((10,), 12)), None)
+    with pytest.raises(ModelError, match="epochs"):
+        train(model, tr, va, epochs=0)
+    with pytest.raises(ModelError, match="checkpoint_dir"):
+        train(model, tr, va, resume=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
+def test_cuda_asked_for_where_none_exists_names_the_devices(small_digits):
+    tr, va, _ = small_digits
+    with pytest.raises(ModelError, match="available devices: cpu"):
+        train(BayesianCNN(1, 10, (8, 8), **TINY), tr, va, device="cuda")
