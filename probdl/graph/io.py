@@ -7,7 +7,9 @@
 
 Bundled networks are bnlearn BIF files inside the pgmpy package; they are parsed here with a
 small regular-expression reader (about 50x faster than pyparsing) and, should one not fit its
-simple grammar, with pgmpy's ``BIFReader``. User files always go through ``pgmpy.readwrite``.
+simple grammar, with pgmpy's ``BIFReader``. BIF and XMLBIF files go through
+``pgmpy.readwrite`` and keep names, states and CPTs exactly; UAI files go through
+:mod:`probdl.graph.uai`, because pgmpy's UAI reader and writer scramble CPTs.
 """
 
 from __future__ import annotations
@@ -141,24 +143,44 @@ def _line_of(err: BaseException) -> str:
     return f", line {m.group(1)}" if m else ""
 
 
+def _line_of_token(path: Path, err: BaseException) -> str:
+    """Where a file mentions the name an error complains about (first line holding it)."""
+    m = re.search(r"'([^']+)'", str(err))
+    if not m:
+        return ""
+    word = re.compile(rf"(?<![\w.]){re.escape(m.group(1))}(?![\w.])")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if word.search(line):
+                return f", line {number}"
+    return ""
+
+
 def read(cls, path):
     path = Path(path)
     kind = _kind(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such network file")
+    if kind == "uai":
+        from .uai import parse_uai
+
+        states, parents, cpts = parse_uai(path, path.read_text(encoding="utf-8"))
+        try:
+            return cls(states, parents, cpts)
+        except ModelError as err:
+            raise ModelError(f"{path}: {err}") from None
     from pgmpy import readwrite
 
     try:
         if kind == "bif":
             model = readwrite.BIFReader(str(path)).get_model()
-        elif kind == "xmlbif":
-            model = readwrite.XMLBIFReader(str(path)).get_model()
         else:
-            model = readwrite.UAIReader(str(path)).get_model()
+            model = readwrite.XMLBIFReader(str(path)).get_model()
     except ModelError:
         raise
     except Exception as err:  # pgmpy and its parsers raise many kinds on a malformed file
-        raise ModelError(f"{path}{_line_of(err)}: malformed {kind.upper()} file "
+        where = _line_of(err) or _line_of_token(path, err)
+        raise ModelError(f"{path}{where}: malformed {kind.upper()} file "
                          f"({type(err).__name__}: {err})") from None
     try:
         return from_pgmpy(cls, model)
@@ -171,7 +193,13 @@ def write(bn, path) -> None:
     kind = _kind(path)
     from pgmpy import readwrite
 
-    model = to_pgmpy(bn)
+    if kind == "xmlbif":
+        odd = [(v, s) for v, ss in bn.states.items() for s in ss if set(s) & set("<>&")]
+        if odd:
+            raise ModelError(f"{path}: pgmpy's XMLBIF reader cannot read back state labels "
+                             f"with <, > or & (e.g. {odd[0][1]!r} of {odd[0][0]!r}); write "
+                             f".bif instead")
+    model = to_pgmpy(bn) if kind != "uai" else None
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.",
                                suffix=path.suffix)
     os.close(fd)
@@ -181,7 +209,9 @@ def write(bn, path) -> None:
         elif kind == "xmlbif":
             readwrite.XMLBIFWriter(model).write_xmlbif(tmp)
         else:
-            readwrite.UAIWriter(model).write_uai(tmp)
+            from .uai import format_uai
+
+            Path(tmp).write_text(format_uai(bn), encoding="utf-8")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
