@@ -222,7 +222,7 @@ class BayesNet:
             if zero.size:
                 raise InferenceError(f"soft evidence for {var!r} is all zeros in row "
                                      f"{int(zero[0])}; a likelihood needs a positive entry")
-            out[self._index[var]] = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype,
+            out[self._index[var]] = torch.as_tensor(np.array(arr), dtype=dtype,
                                                     device=device)
         return out
 
