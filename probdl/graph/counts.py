@@ -307,12 +307,14 @@ def forward_sample(
 
 
 class BatchedNetwork:
-    """Sum- or max-product over a network for a batch of rows, one contraction for every pattern.
+    """Sum-product over a network for a batch of rows, one contraction for every pattern.
 
     Each variable contributes its CPT and an evidence vector per row (one-hot where observed,
     ones where missing), so rows with any missingness pattern share one contraction. The
-    elimination order is searched once by opt_einsum on the network without a batch index and
-    replayed with one; intermediates are rescaled per row so long networks never underflow.
+    elimination order (``steps``: operand positions contracted and indices kept, over the
+    operands ``terms``) is searched once per structure by opt_einsum on the network without a
+    batch index and replayed with one; intermediates are rescaled per row when a row could
+    underflow.
     ``log P(observed part of row)`` is differentiable in the CPTs and the evidence:
     ``cpt * d(sum_r w_r log P_r)/d cpt`` is the expected family count (the E-step), and
     ``evidence * d log P_r / d evidence`` is each variable's posterior.
@@ -326,14 +328,14 @@ class BatchedNetwork:
         self._symbol = {v: i for i, v in enumerate(names)}
         terms = [tuple(self._symbol[u] for u in (v, *spec.parents[v])) for v in names]
         terms += [(self._symbol[v],) for v in names]
-        self._terms = terms
+        self.terms = terms
         size = tuple(len(spec.states[v]) for v in names)
         key = (tuple(terms), size)
         if key not in self._plans:
             if len(self._plans) > 64:
                 self._plans.clear()
             self._plans[key] = self._plan(terms, size)
-        self._steps = self._plans[key]
+        self.steps = self._plans[key]
 
     @staticmethod
     def _plan(terms: list[tuple[int, ...]], size: tuple[int, ...]) -> list:
@@ -376,14 +378,14 @@ class BatchedNetwork:
         if rescale is None:
             rescale = needs_rescaling([t.detach().numpy() for t in cpts])
 
-        operands = [(t, term, False) for t, term in zip(cpts, self._terms, strict=False)]
+        operands = [(t, term, False) for t, term in zip(cpts, self.terms, strict=False)]
         operands += [
             (e, term, True)
-            for e, term in zip(evidence, self._terms[len(cpts):], strict=True)
+            for e, term in zip(evidence, self.terms[len(cpts):], strict=True)
         ]
         batch = evidence[0].shape[0]
         log_scale = torch.zeros(batch, dtype=evidence[0].dtype)
-        for positions, kept in self._steps:
+        for positions, kept in self.steps:
             picked = [operands[p] for p in positions]
             for p in sorted(positions, reverse=True):
                 operands.pop(p)
@@ -404,39 +406,6 @@ class BatchedNetwork:
             total = total * t
         return torch.log(total) + log_scale
 
-    def max_log_prob(self, log_cpts: Sequence[Any], log_evidence: Sequence[Any]) -> Any:
-        """``max over unobserved states of log P(all variables)`` per row, (B,), in log space.
-
-        Each elimination keeps one maximizing index (``torch.max``), so the gradient with
-        respect to ``log_evidence`` is one-hot at a joint MAP state, consistent across variables.
-        """
-        operands = [(t, term, False) for t, term in zip(log_cpts, self._terms, strict=False)]
-        operands += [
-            (e, term, True)
-            for e, term in zip(log_evidence, self._terms[len(log_cpts):], strict=True)
-        ]
-        batch = log_evidence[0].shape[0]
-        for positions, kept in self._steps:
-            picked = [operands[p] for p in positions]
-            for p in sorted(positions, reverse=True):
-                operands.pop(p)
-            union = sorted({i for _, term, _ in picked for i in term})
-            dropped = [i for i in union if i not in kept]
-            order = list(kept) + dropped
-            batched = any(b for _, _, b in picked)
-            acc = None
-            for t, term, b in picked:
-                aligned = _align(t, term, b, order, batched, batch)
-                acc = aligned if acc is None else acc + aligned
-            lead = 1 if batched else 0
-            shape = acc.shape[: lead + len(kept)]
-            acc = acc.reshape(*shape, -1).max(dim=-1).values
-            operands.append((acc, tuple(kept), batched))
-        total = operands[0][0]
-        for t, _, _ in operands[1:]:
-            total = total + t
-        return total
-
 
 def needs_rescaling(cpts: Sequence[np.ndarray]) -> bool:
     """Whether a row's probability could underflow float64: no row falls below the product of
@@ -446,15 +415,3 @@ def needs_rescaling(cpts: Sequence[np.ndarray]) -> bool:
         positive = table[table > 0]
         floor += float(np.log(positive.min())) if positive.size else 0.0
     return floor < -600.0
-
-
-def _align(tensor: Any, term: tuple[int, ...], batched: bool, order: list[int],
-           out_batched: bool, batch: int) -> Any:
-    """View ``tensor`` (indices ``term``) broadcastable to indices ``order`` (batch first)."""
-    source = (["batch"] if batched else []) + list(term)
-    target = (["batch"] if out_batched else []) + list(order)
-    perm = [source.index(i) for i in target if i in source]
-    moved = tensor.permute(*perm) if perm != list(range(len(perm))) else tensor
-    shape = [moved.shape[[i for i in target if i in source].index(i)] if i in source else 1
-             for i in target]
-    return moved.reshape(shape)

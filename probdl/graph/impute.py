@@ -157,13 +157,59 @@ def _joint_map(network, cpts, codes, batch_size) -> np.ndarray:
         block = codes[start:start + batch_size]
         with np.errstate(divide="ignore"):
             log_evidence = [torch.log(e).requires_grad_(True) for e in _evidence(block, spec)]
-        value = network.max_log_prob(log_theta, log_evidence)
+        value = _max_log_prob(network, log_theta, log_evidence)
         _check_possible(value, block, spec)
         value.sum().backward()
         best[start:start + len(block)] = np.stack(
             [e.grad.argmax(dim=1).numpy() for e in log_evidence], axis=1
         )
     return best
+
+
+def _max_log_prob(network: BatchedNetwork, log_cpts: list[Any], log_evidence: list[Any]) -> Any:
+    """``max over unobserved states of log P(all variables)`` per row, (B,), in log space.
+
+    Each elimination keeps one maximizing index (``torch.max``), so the gradient with
+    respect to ``log_evidence`` is one-hot at a joint MAP state, consistent across variables.
+    """
+    operands = [(t, term, False) for t, term in zip(log_cpts, network.terms, strict=False)]
+    operands += [
+        (e, term, True)
+        for e, term in zip(log_evidence, network.terms[len(log_cpts):], strict=True)
+    ]
+    batch = log_evidence[0].shape[0]
+    for positions, kept in network.steps:
+        picked = [operands[p] for p in positions]
+        for p in sorted(positions, reverse=True):
+            operands.pop(p)
+        union = sorted({i for _, term, _ in picked for i in term})
+        dropped = [i for i in union if i not in kept]
+        order = list(kept) + dropped
+        batched = any(b for _, _, b in picked)
+        acc = None
+        for t, term, b in picked:
+            aligned = _align(t, term, b, order, batched, batch)
+            acc = aligned if acc is None else acc + aligned
+        lead = 1 if batched else 0
+        shape = acc.shape[: lead + len(kept)]
+        acc = acc.reshape(*shape, -1).max(dim=-1).values
+        operands.append((acc, tuple(kept), batched))
+    total = operands[0][0]
+    for t, _, _ in operands[1:]:
+        total = total + t
+    return total
+
+
+def _align(tensor: Any, term: tuple[int, ...], batched: bool, order: list[int],
+           out_batched: bool, batch: int) -> Any:
+    """View ``tensor`` (indices ``term``) broadcastable to indices ``order`` (batch first)."""
+    source = (["batch"] if batched else []) + list(term)
+    target = (["batch"] if out_batched else []) + list(order)
+    perm = [source.index(i) for i in target if i in source]
+    moved = tensor.permute(*perm) if perm != list(range(len(perm))) else tensor
+    shape = [moved.shape[[i for i in target if i in source].index(i)] if i in source else 1
+             for i in target]
+    return moved.reshape(shape)
 
 
 def _sample_completion(network, cpts, codes, holes, rng, batch_size) -> np.ndarray:
