@@ -1,10 +1,13 @@
 """Family counting: rows as integer codes, (expected) family counts, and their normalization.
 
-    from probdl.graph.counts import NetSpec, encode_rows, family_counts, normalize
-    spec = NetSpec.from_network(BayesNet.example("asia"))
-    codes = encode_rows(rows, spec)                  # (N, V) int64, -1 = missing
-    unique, weight = unique_rows(codes)              # repeated rows counted once, with a weight
-    cpts = normalize(family_counts(unique, weight, spec), spec, prior=1.0)
+    from probdl.graph import BayesNet
+    from probdl.graph.counts import (NetSpec, encode_rows, family_counts, normalize,
+                                     pseudo_counts, unique_rows)
+    bn = BayesNet.example("asia")
+    spec = NetSpec.from_network(bn)
+    codes = encode_rows(bn.sample(1000, seed=0), spec)   # (N, V) int64, -1 = missing
+    unique, weight = unique_rows(codes)       # repeated rows counted once, with a weight
+    cpts = normalize(family_counts(unique, weight, spec), spec, pseudo_counts(spec, 1.0))
 
 A *family* is a variable with its parents; its counts have the CPT's shape (k_var, k_parent1, ...).
 Exact counts come from complete rows (:func:`family_counts`); expected counts from rows with holes
