@@ -232,3 +232,15 @@ def test_zero_prior_without_support_names_the_family():
         truth.fit(rows, latent={"H": 2}, prior=0.0, max_iter=3)
     fitted = truth.fit(rows, latent={"H": 2}, prior=1.0, max_iter=3)  # the prior fills it
     np.testing.assert_allclose(fitted.cpd("X")[:, :, 1], 1 / 3)
+
+
+def test_numeric_columns_match_string_labels():
+    states = {"A": ["0", "1"], "B": ["1", "2", "3"]}
+    truth = BayesNet(states, {"B": ["A"]},
+                     {"A": [0.3, 0.7], "B": [[0.2, 0.5], [0.3, 0.25], [0.5, 0.25]]})
+    rows = _sample(truth, 200, seed=21, missing=0.2)
+    numeric = rows.apply(pd.to_numeric)  # floats with NaN: 1.0 must read as "1"
+    assert numeric["B"].dtype == float
+    a = truth.fit(rows, max_iter=5)
+    b = truth.fit(numeric, max_iter=5)
+    np.testing.assert_array_equal(a.history_, b.history_)
