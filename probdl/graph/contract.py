@@ -13,11 +13,12 @@ records yields one consistent optimal assignment, ties included.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .plan import Plan
 
-__all__ = ["max_product", "sum_product"]
+__all__ = ["max_product", "sum_product", "sum_product_numpy"]
 
 
 def _finish_scalars(values: list[torch.Tensor], batch: int, like: torch.Tensor | None,
@@ -84,6 +85,50 @@ def sum_product(plan: Plan, operands: list[torch.Tensor], scalars: list[torch.Te
         table = result / norm.reshape((batch,) + (1,) * (result.dim() - 1))
     else:
         table = positive.to(result.dtype)
+    return log_z, table
+
+
+def sum_product_numpy(plan: Plan, operands: list[np.ndarray], scalars: list[np.ndarray],
+                      batch: int, log_floor: float = -700.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sum_product` with numpy, for a few rows without gradients.
+
+    A single query's plan is a few dozen contractions of tiny tables; ``numpy.einsum`` runs each
+    in microseconds where a torch call costs tens, so small batches take this path.
+    """
+    every = int(min(64, max(1, 600 // max(-log_floor, 1e-6))))
+    work = list(operands)
+    counts = [1] * len(work)
+    log_scale = np.zeros(batch)
+    for st in plan.steps:
+        ops = [work.pop(i) for i in st.operands]
+        count = sum(counts.pop(i) for i in st.operands)
+        t = np.einsum(st.equation, *ops)
+        if st.batched and count >= every:
+            s = np.maximum(t.reshape(batch, -1).max(1), 1e-300)
+            t = t / s.reshape((batch,) + (1,) * (t.ndim - 1))
+            log_scale += np.log(s)
+            count = 1
+        work.append(t)
+        counts.append(count)
+    if work:
+        result = work[0]
+        if not plan.final_batched:
+            result = np.broadcast_to(result, (batch, *np.shape(result)))
+        if plan.output and plan.final_vars != plan.output:
+            result = result.transpose(0, *[plan.final_vars.index(u) + 1 for u in plan.output])
+    else:
+        result = np.ones(batch)
+    total = result.reshape(batch, -1).sum(1)
+    for x in scalars:
+        total = total * x
+    with np.errstate(divide="ignore"):
+        log_z = np.log(total) + log_scale
+    if plan.output:
+        norm = result.reshape(batch, -1).sum(1)
+        norm = np.where(norm > 0, norm, 1.0)
+        table = result / norm.reshape((batch,) + (1,) * (result.ndim - 1))
+    else:
+        table = (total > 0).astype(np.float64)
     return log_z, table
 
 

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from ..errors import InferenceError
-from .contract import max_product, sum_product
+from .contract import max_product, sum_product, sum_product_numpy
 from .plan import Plan, Structure, compile_plan
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "Batch", "log_evidence", "run"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "Batch", "CptList", "log_evidence", "run"]
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 # A pattern gets its own (absorbed, pruned) plan once this many rows share it; fewer rows go to
@@ -47,6 +47,8 @@ MIN_GROUP = 16
 # Contractions below this many multiply-adds per call run on one thread (measured faster on a
 # busy 2-core machine: thread start-up dominates small float64 einsums).
 SMALL_WORK = 50_000_000
+# Up to this many rows without gradients, numpy replays the plan (microseconds per tiny einsum).
+NUMPY_ROWS = 4
 
 
 @dataclass
@@ -79,6 +81,8 @@ def _groups(observed: np.ndarray) -> list[tuple[np.ndarray | None, np.ndarray]]:
     """Split rows into (pattern, row indices); pattern None marks the universal group."""
     if observed.shape[0] == 0:
         return []
+    if observed.shape[0] == 1:
+        return [(observed[0], np.zeros(1, dtype=np.int64))]
     packed = np.packbits(observed, axis=1)
     keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
     _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
@@ -155,6 +159,39 @@ def _operands(plan: Plan, cpts: Sequence[torch.Tensor], states: torch.Tensor,
     return tensors[:n], tensors[n:], lambdas
 
 
+class CptList(list):
+    """The CPT tensors of a network with the log of their smallest positive entry, cached."""
+
+    def __init__(self, tensors) -> None:
+        super().__init__(tensors)
+        self.log_floor = _log_floor(self)
+        self.arrays = ([t.detach().numpy() for t in self] if self and self[0].device.type == "cpu"
+                       else None)
+
+
+def _operands_numpy(plan: Plan, cpts: Sequence[np.ndarray], states: np.ndarray,
+                    observed: np.ndarray, structure: Structure):
+    """:func:`_operands` in numpy for a few rows with hard evidence only."""
+    batch = states.shape[0]
+    tensors = []
+    for t in (*plan.terms, *plan.scalars):
+        x = cpts[t.var]
+        if t.absorbed:
+            axes = (t.var, *structure.parents[t.var])
+            rest = [i for i in range(x.ndim) if i not in t.absorbed]
+            x = x.transpose(*t.absorbed, *rest)[tuple(states[:, axes[i]] for i in t.absorbed)]
+        if t.lam:
+            k = structure.cards[t.var]
+            lam = np.ones((batch, k))
+            seen = observed[:, t.var]
+            lam[seen] = np.eye(k)[states[seen, t.var]]
+            shape = (batch, k) + (1,) * (x.ndim - 1 - (1 if t.absorbed else 0))
+            x = x * lam.reshape(shape)
+        tensors.append(x)
+    n = len(plan.terms)
+    return tensors[:n], tensors[n:]
+
+
 def _log_floor(cpts: Sequence[torch.Tensor]) -> float:
     """log of the smallest positive CPT entry: how fast products can shrink toward underflow."""
     flat = torch.cat([c.detach().reshape(-1) for c in cpts])
@@ -175,7 +212,7 @@ def _chunks(plan: Plan, batch: int, itemsize: int, budget: float, grad: bool, ma
 
 def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: str,
         targets: tuple[int, ...] = (), memory_budget: float = DEFAULT_MEMORY_BUDGET,
-        optimize: str = "auto", need_grad: bool = False):
+        optimize: str = "greedy", need_grad: bool = False):
     """Answer ``mode`` for every row of ``batch``.
 
     Modes: ``"logz"`` -> log P(e) (B,); ``"marginals"`` -> (log P(e), list over variables of
@@ -207,17 +244,21 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
                                               observed_any, pattern, soft_vars,
                                               targets)
         output = targets if mode == "joint" else ()
-        plan = compile_plan(structure, relevant, absorbed, lambdas, output, optimize)
+        # the universal plan serves every later batch of this network: search its path harder
+        how = "thorough" if pattern is None and optimize == "greedy" else optimize
+        plan = compile_plan(structure, relevant, absorbed, lambdas, output, how)
         map_plan = None
         if mode == "map":
             m_rel, m_abs, m_lam = _layout(structure, "map", observed_any, pattern, soft_vars, ())
-            map_plan = compile_plan(structure, m_rel, m_abs, m_lam, (), optimize)
+            map_plan = compile_plan(structure, m_rel, m_abs, m_lam, (), how)
         grad = mode == "marginals" or need_grad
         for lo, hi in _chunks(map_plan or plan, len(rows), ref.element_size(),
                               memory_budget, grad, map_plan is not None):
             idx = rows[lo:hi]
             pieces.append((plan, map_plan, idx))
-    floor = _log_floor([*cpts, *batch.soft.values()])
+    floor = getattr(cpts, "log_floor", None)
+    if floor is None or batch.soft:
+        floor = _log_floor([*cpts, *batch.soft.values()])
     for plan, map_plan, idx in pieces:
         b = len(idx)
         states = torch.as_tensor(batch.states[idx], device=device)
@@ -246,6 +287,15 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
                     else:
                         post = torch.nn.functional.one_hot(states[:, v], k).to(dtype)
                     out_marg[v][index] = post
+            elif (b <= NUMPY_ROWS and not need_grad and not soft and mode != "map"
+                  and device.type == "cpu"):
+                np_cpts = getattr(cpts, "arrays", None) or [c.detach().numpy() for c in cpts]
+                ops, scal = _operands_numpy(plan, np_cpts, batch.states[idx],
+                                            batch.observed[idx], structure)
+                lz, table = sum_product_numpy(plan, ops, scal, b, floor)
+                log_z[index] = torch.from_numpy(lz).to(dtype)
+                if mode == "joint":
+                    out_table[index] = torch.from_numpy(np.ascontiguousarray(table)).to(dtype)
             else:
                 ops, scal, _ = _operands(plan, cpts, states, observed, soft, structure,
                                          log=False, grad_lambdas=False)

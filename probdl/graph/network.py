@@ -22,7 +22,7 @@ import torch
 
 from ..errors import InferenceError, ModelError
 from . import io, queries
-from .engine import DEFAULT_MEMORY_BUDGET
+from .engine import DEFAULT_MEMORY_BUDGET, CptList
 from .plan import Structure
 
 __all__ = ["BayesNet"]
@@ -184,6 +184,13 @@ class BayesNet:
         """The CPT of ``var``, shape (k_var, k_parent1, ...), read-only."""
         return self._cpts[self._check_var(var)]
 
+    def _series_index(self, var: str) -> pd.Index:
+        """The states of ``var`` as a pandas Index (built once: queries return many Series)."""
+        cache = self.__dict__.setdefault("_index_cache", {})
+        if var not in cache:
+            cache[var] = pd.Index(self._states[var], name=var)
+        return cache[var]
+
     def _check_var(self, var: str) -> str:
         if var not in self._index:
             raise InferenceError(f"unknown variable {var!r}; the network's variables are "
@@ -197,9 +204,9 @@ class BayesNet:
     def _torch_cpts(self, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
         key = (str(device), dtype)
         if key not in self._tensor_cache:
-            self._tensor_cache[key] = [
+            self._tensor_cache[key] = CptList(
                 torch.as_tensor(np.array(self._cpts[v]), dtype=dtype, device=device)
-                for v in self._variables]
+                for v in self._variables)
         return self._tensor_cache[key]
 
     # ------------------------------------------------------------------ evidence
@@ -228,6 +235,8 @@ class BayesNet:
 
     def _encode(self, rows) -> tuple[np.ndarray, np.ndarray]:
         """Rows (DataFrame or dict) -> state indices (B, n) and observed mask (B, n)."""
+        if isinstance(rows, dict):
+            return self._encode_case(rows)
         frame = queries.as_frame(rows)
         b = len(frame)
         states = np.zeros((b, len(self._variables)), dtype=np.int64)
@@ -254,6 +263,25 @@ class BayesNet:
                     f"states: {self._states[var]}")
             states[seen, j] = lookup[codes]
             observed[:, j] = seen
+        return states, observed
+
+    def _encode_case(self, case: dict) -> tuple[np.ndarray, np.ndarray]:
+        """One case as a dict (the fast path of single queries: no DataFrame)."""
+        states = np.zeros((1, len(self._variables)), dtype=np.int64)
+        observed = np.zeros((1, len(self._variables)), dtype=bool)
+        for var, value in case.items():
+            var = str(var)
+            if var not in self._index:
+                raise InferenceError(f"unknown variable {var!r} in evidence; the network's "
+                                     f"variables are {self._variables}")
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            code = _state_code(value, self._state_index[var])
+            if code < 0:
+                raise InferenceError(f"unknown state {value!r} of {var!r} (row 0); valid "
+                                     f"states: {self._states[var]}")
+            states[0, self._index[var]] = code
+            observed[0, self._index[var]] = True
         return states, observed
 
     # ------------------------------------------------------------------ queries

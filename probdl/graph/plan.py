@@ -122,6 +122,15 @@ def _local_equation(inputs, batched_in, out, batched) -> str:
     return ",".join(parts) + "->" + rhs
 
 
+def _optimizer(optimize: str, n_terms: int):
+    """An opt_einsum path function; ``"thorough"`` searches harder, for plans many batches reuse."""
+    if optimize == "thorough":
+        if n_terms > 24:
+            return oe.RandomGreedy(max_repeats=32)  # trial r is seeded with r: deterministic
+        optimize = "auto-hq"
+    return oe.paths.get_path_fn(optimize)
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_plan(structure: Structure, relevant: tuple[int, ...], absorbed: tuple[int, ...],
                  lambdas: tuple[int, ...], output: tuple[int, ...],
@@ -135,7 +144,8 @@ def compile_plan(structure: Structure, relevant: tuple[int, ...], absorbed: tupl
     absorbed : hard-evidence variables whose CPT axes are gathered per row.
     lambdas : variables that get an evidence/indicator vector (B, k).
     output : variables left uncontracted (besides the batch index), in this order.
-    optimize : ``opt_einsum`` path strategy, searched on the unbatched equation.
+    optimize : ``opt_einsum`` path strategy, searched on the unbatched equation, or
+        ``"thorough"`` (optimal for small plans, 32 randomized greedy trials for large ones).
     """
     absorbed_set, lambda_set = set(absorbed), set(lambdas)
     if not lambda_set <= set(relevant) or lambda_set & absorbed_set:
@@ -153,12 +163,11 @@ def compile_plan(structure: Structure, relevant: tuple[int, ...], absorbed: tupl
     if len(terms) == 1:
         path = [(0,)]
     else:
-        symbols = {u: oe.get_symbol(i) for i, u in enumerate(sorted({u for t in terms
-                                                                      for u in t.free}))}
-        eq = ",".join("".join(symbols[u] for u in t.free) for t in terms)
-        eq += "->" + "".join(symbols[u] for u in output)
-        shapes = [tuple(cards[u] for u in t.free) for t in terms]
-        path, _ = oe.contract_path(eq, *shapes, shapes=True, optimize=optimize)
+        # opt_einsum's path functions take index sets directly (variables as indices), which
+        # skips contract_path's equation parsing and cost report: most of a small plan's compile
+        sets = [frozenset(t.free) for t in terms]
+        size = {u: cards[u] for t in terms for u in t.free}
+        path = _optimizer(optimize, len(terms))(sets, frozenset(output), size)
     work: list[tuple[tuple[int, ...], bool]] = [(t.free, t.batched) for t in terms]
     steps: list[Step] = []
     per_row = fixed = union_max = 0

@@ -92,7 +92,7 @@ def query(bn, targets, evidence, soft_evidence, joint: bool, method: str, n: int
     if isinstance(table, np.ndarray):  # one target, or sampling's joint table
         table = [table.sum(axis=tuple(j for j in range(len(targets)) if j != i))
                  for i in range(len(targets))]
-    return {t: pd.Series(p, index=pd.Index(bn._states[t], name=t), name=t)
+    return {t: pd.Series(p, index=bn._series_index(t), name=t, copy=False)
             for t, p in zip(targets, table, strict=True)}
 
 
