@@ -50,7 +50,8 @@ def test_kaiming_init_has_the_right_spread():
 
 @pytest.mark.parametrize("pooling", ["avg", "global", "max"])
 @pytest.mark.parametrize("batch_norm", [False, True])
-def test_forward_samples_equals_a_loop_over_samples(pooling, batch_norm):
+@pytest.mark.parametrize("grouped", [False, True])
+def test_forward_samples_equals_a_loop_over_samples(pooling, batch_norm, grouped):
     arch = Architecture(
         2, 3, (8, 8), filters=(3, 4), dense=(5, 6), pooling=pooling, batch_norm=batch_norm
     )
@@ -64,7 +65,7 @@ def test_forward_samples_equals_a_loop_over_samples(pooling, batch_norm):
             bn.running_var.uniform_(0.5, 2)
         norms.eval()
     x = torch.randn(7, 2, 8, 8)
-    together = arch.forward_samples(x, arch.unflatten(flat), s, norms)
+    together = arch.forward_samples(x, arch.unflatten(flat), s, norms, grouped=grouped)
     one_by_one = torch.stack([arch.forward(x, arch.unflatten(flat[i]), norms) for i in range(s)])
     assert together.shape == (s, 7, 3)
     torch.testing.assert_close(together, one_by_one, rtol=1e-5, atol=1e-5)

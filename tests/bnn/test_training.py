@@ -39,14 +39,27 @@ def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypat
 
     monkeypatch.setattr(training, "save_training_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train(BayesianCNN(1, 10, (8, 8), **TINY), tr, va, epochs=3, lr=1e-2,
-              checkpoint_dir=tmp_path / "b", progress=False)
+        train(
+            BayesianCNN(1, 10, (8, 8), **TINY),
+            tr,
+            va,
+            epochs=3,
+            lr=1e-2,
+            checkpoint_dir=tmp_path / "b",
+            progress=False,
+        )
     monkeypatch.setattr(training, "save_training_state", real_save)
     # "killed" after epoch 2: a fresh process builds the model again and resumes to epoch 3
     resumed_model = BayesianCNN(1, 10, (8, 8), **TINY)
     torch.manual_seed(999)  # whatever the caller's RNG, resume restores the run's own
     resumed = train(
-        resumed_model, tr, va, epochs=3, lr=1e-2, checkpoint_dir=tmp_path / "b", resume=True,
+        resumed_model,
+        tr,
+        va,
+        epochs=3,
+        lr=1e-2,
+        checkpoint_dir=tmp_path / "b",
+        resume=True,
         progress=False,
     )
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
@@ -59,13 +72,26 @@ def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypat
 
 def test_resume_refuses_a_checkpoint_of_another_model(small_digits, tmp_path):
     tr, va, _ = small_digits
-    train(BayesianCNN(1, 10, (8, 8), **TINY), tr, va, epochs=1, checkpoint_dir=tmp_path,
-          progress=False)
+    train(
+        BayesianCNN(1, 10, (8, 8), **TINY),
+        tr,
+        va,
+        epochs=1,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     from probdl.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="same model settings"):
-        train(BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,)), tr, va, epochs=2,
-              checkpoint_dir=tmp_path, resume=True, progress=False)
+        train(
+            BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,)),
+            tr,
+            va,
+            epochs=2,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(small_digits):
@@ -83,8 +109,16 @@ def test_kl_annealing_particles_augmentation_and_options_run(small_digits):
     tr, va, _ = small_digits
     model = BayesianCNN(1, 10, (8, 8), local_reparam=True, prior="normal", **TINY)
     result = train(
-        model, tr, va, epochs=2, kl_annealing=2, num_particles=2, analytic_kl=False,
-        augment=Augment(rotate=10, seed=0), lr_schedule="constant", standardize=False,
+        model,
+        tr,
+        va,
+        epochs=2,
+        kl_annealing=2,
+        num_particles=2,
+        analytic_kl=False,
+        augment=Augment(rotate=10, seed=0),
+        lr_schedule="constant",
+        standardize=False,
         progress=False,
     )
     assert [h["kl_weight"] for h in result.history] == [0.5, 1.0]
