@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -134,6 +135,35 @@ def test_class_names_are_matched_to_states_by_name(digits):
     a = HybridModel(bn, {"D1": model, "D2": model}).query("D1", x, sums)["D1"]
     b = HybridModel(flipped, {"D1": reordered, "D2": reordered}).query("D1", x, sums)["D1"]
     np.testing.assert_allclose(a, b[:, ::-1], atol=1e-12)
+
+
+def test_mixed_classifiers_evidence_frame_and_nodes_without_images(digits):
+    _, _, test = digits
+    map_model, bayes = tiny_cnn(), tiny_cnn(BayesianCNN, init_scale=0.3)
+    bayes.train()  # the query must leave the model's mode alone
+    hm = HybridModel(digit_sum_network(), {"D1": map_model, "D2": bayes})
+    x1, x2 = test.images[:4], test.images[4:8]
+    frame = pd.DataFrame({"S": [5, np.nan, 9, 12]})
+    torch.manual_seed(3)
+    post = hm.query("D1", {"D1": x1, "D2": x2}, evidence=frame, per_sample=True,
+                    num_samples=3)["D1"]
+    assert bayes.training
+    # the MAP classifier's single draw is shared by all three of the Bayesian one's
+    torch.manual_seed(3)
+    p1 = predict(map_model, x1, 3).sample_probs.double().numpy()[0]
+    s2 = predict(bayes, x2, 3).sample_probs.double().numpy()
+    u = np.full(10, 0.1)
+    ref = []
+    for k in range(3):
+        with_sum = brute_force(p1, s2[k], u, u, u, u, np.array([5, 0, 9, 12])).sum(2)
+        with_sum[1] = brute_force(p1[1:2], s2[k][1:2], u, u, u, u).sum(2)[0]  # S unobserved
+        ref.append(with_sum)
+    np.testing.assert_allclose(post, np.mean(ref, axis=0), atol=1e-10)
+    # only D1's image: D2 gets no soft evidence, so D1's posterior given S is the formula
+    # with a flat likelihood for D2
+    only = hm.query("D1", {"D1": x1}, evidence={"S": 9})["D1"]
+    np.testing.assert_allclose(only, brute_force(p1, np.ones((4, 10)), u, u, u, u,
+                                                 np.full(4, 9)).sum(2), atol=1e-10)
 
 
 # ---------------------------------------------------------------------------- class priors
