@@ -25,9 +25,10 @@ KL counted once. (A sum all-reduce would need the KL scaled by 1/W on each rank 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ import torch
 from probdl.errors import ModelError
 
 __all__ = [
+    "SumOverRanks",
     "all_reduce_gradients",
     "barrier",
     "broadcast_object",
@@ -48,6 +50,7 @@ __all__ = [
     "local_device",
     "local_rank",
     "rank",
+    "rank_rng",
     "resolve",
     "shard",
     "shard_frame",
@@ -238,6 +241,33 @@ def shard_frame(rows: Any, rank_: int | None = None, world: int | None = None) -
     return rows.iloc[start:stop] if hasattr(rows, "iloc") else rows[start:stop]
 
 
+@contextlib.contextmanager
+def rank_rng(stream: int) -> Iterator[None]:
+    """Independent random numbers per rank inside, the same state on every rank after.
+
+    Training steps want each rank's dropout masks and weight draws to differ (one seed on
+    every rank makes rank r's masks repeat rank 0's, which measurably hurt the fit), while
+    validation and stopping decisions after the steps must agree on every rank. Rank 0 draws
+    from its own generator unchanged (a one-process run is untouched); rank r > 0 draws from
+    a stream seeded by ``(stream, r)``; on exit every rank takes rank 0's generator state.
+    """
+    if world_size() <= 1:
+        yield
+        return
+    r = rank()
+    with torch.random.fork_rng(enabled=r > 0):
+        if r > 0:
+            torch.manual_seed(int(np.random.SeedSequence([stream, r]).generate_state(1)[0]))
+        yield
+    for get, put in ((torch.get_rng_state, torch.set_rng_state),
+                     (torch.cuda.get_rng_state, torch.cuda.set_rng_state)):
+        if get is torch.cuda.get_rng_state and not torch.cuda.is_initialized():
+            continue
+        state = get()  # a CPU byte tensor, also for the GPU's generator
+        _dist().broadcast(state, src=0, group=_cpu_group())
+        put(state)
+
+
 # ---- reductions ----------------------------------------------------------------------------
 def _parameters(module_or_params: Any) -> list[torch.nn.Parameter]:
     if isinstance(module_or_params, torch.nn.Module):
@@ -319,6 +349,25 @@ def sum_arrays(arrays: Mapping[str, np.ndarray], scalar: float = 0.0
         out[k] = buffer[offset:offset + size].numpy().reshape(shape).copy()
         offset += size
     return out, float(buffer[-1])
+
+
+class SumOverRanks:
+    """Wrap a function returning ``(dict of arrays, float)``: its result, summed over ranks.
+
+    EM's E-step on a block of rows returns expected family counts and a log-likelihood;
+    wrapped, every rank gets the counts and log-likelihood of all rows. Other attributes are
+    those of the wrapped object.
+    """
+
+    def __init__(self, function: Any):
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple[dict[str, np.ndarray], float]:
+        arrays, scalar = self.function(*args, **kwargs)
+        return sum_arrays(arrays, scalar)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.function, name)
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
