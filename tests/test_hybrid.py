@@ -166,6 +166,23 @@ def test_mixed_classifiers_evidence_frame_and_nodes_without_images(digits):
                                                  np.full(4, 9)).sum(2), atol=1e-10)
 
 
+def test_a_batch_is_one_engine_pass(digits, monkeypatch):
+    calls = []
+    original = BayesNet.marginals
+
+    def counting(self, rows, soft_evidence=None):
+        calls.append(len(rows))
+        return original(self, rows, soft_evidence)
+
+    monkeypatch.setattr(BayesNet, "marginals", counting)
+    model = tiny_cnn(BayesianCNN)
+    hm = HybridModel(digit_sum_network(), {"D1": model, "D2": model})
+    x = {"D1": digits[2].images[:7], "D2": digits[2].images[7:14]}
+    hm.query(["D1", "D2", "S"], x, evidence={"S": 9})
+    hm.query("D1", x, per_sample=True, num_samples=5)
+    assert calls == [7, 5 * 7]
+
+
 # ---------------------------------------------------------------------------- class priors
 def test_class_prior_sources(digits):
     train_set = digits[0]
