@@ -48,7 +48,7 @@ from probdl._hybrid_sums import (
     sum_pairs,
     train_on_sums,
 )
-from probdl.bnn import predict
+from probdl.bnn import CNNBase, predict
 from probdl.errors import DataError, InferenceError, ModelError
 from probdl.graph import BayesNet
 
@@ -154,8 +154,9 @@ class HybridModel:
     class_prior : the class frequencies each classifier was trained under, divided out of its
         predictions. Per node, the first of these that exists is used: the argument (one value
         for every node, or a dict node -> value), where a value is an ``ImageDataset`` (label
-        frequencies), an array of probabilities or counts, or ``"uniform"``; else the
-        classifier's ``class_prior_`` attribute if it stores one; else uniform.
+        frequencies), an array of probabilities or counts in the classifier's class order, or
+        ``"uniform"``; else the classifier's ``class_prior_`` attribute if it stores one; else
+        uniform.
 
     Attributes
     ----------
@@ -182,10 +183,15 @@ class HybridModel:
                     f"classifier given for {node!r}, which is not a node of the network; its "
                     f"nodes are {bn.variables}."
                 )
+            if not isinstance(model, CNNBase):
+                raise ModelError(
+                    f"the classifier for {node!r} is a {type(model).__name__}; HybridModel takes "
+                    f"probdl's BayesianCNN, MCDropoutCNN or DeterministicCNN (trained with "
+                    f"probdl.bnn.train or loaded with BayesianCNN.load)."
+                )
             k = len(states[node])
-            classes = [str(c) for c in getattr(model, "classes_", [])]
-            arch = getattr(model, "architecture", None)
-            n_classes = arch.num_classes if arch is not None else len(classes)
+            classes = [str(c) for c in model.classes_]
+            n_classes = model.architecture.num_classes
             if n_classes != k:
                 raise ModelError(
                     f"the classifier for {node!r} predicts {n_classes} classes but the node has "

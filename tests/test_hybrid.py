@@ -235,6 +235,8 @@ def test_bad_input_raises_clear_errors(digits):
         HybridModel(bn, {"D1": three})
     with pytest.raises(ModelError):
         HybridModel(bn, {})
+    with pytest.raises(ModelError, match="HybridModel takes probdl's BayesianCNN"):
+        HybridModel(bn, {"D1": torch.nn.Linear(64, 10)})
     hm = HybridModel(bn, {"D1": model, "D2": model})
     with pytest.raises(DataError, match="differ in size"):
         hm.query("D1", {"D1": images[:4], "D2": images[:5]})
