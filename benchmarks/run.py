@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 REPORT = ROOT / "docs" / "benchmarks.md"
-ORDER = ["graph", "em", "bnn", "hybrid", "scaling"]
+ORDER = ["graph", "em", "bnn", "hybrid", "scaling", "gpu"]
 
 HEADER = """# Benchmarks
 
