@@ -59,7 +59,7 @@ def check_writable(
     directory = Path(directory)
     fix = "pick another --out/folder, or free space or fix permissions there"
     if directory.exists() and not directory.is_dir():
-        raise error(f"{directory}: the {what} is not a folder; {fix}.")
+        raise error(f"{directory}: the {what} is a file, not a folder; {fix}.")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from probdl import distributed
 from probdl._io import atomic_write
+from probdl._writable import check_writable
 from probdl.errors import DataError, InferenceError
 
 __all__ = ["TASKS", "read_chunks", "stream", "stream_impute", "stream_map", "stream_marginals"]
@@ -198,6 +199,9 @@ def stream(
         _pyarrow()
     if source.resolve() == out.resolve():
         raise DataError(f"{out}: the output would overwrite its own source; pick another path.")
+    if not source.is_file():
+        raise DataError(f"{source}: no such file.")
+    check_writable(out.parent, what="output folder")  # before hours of inference, not after
     many = distributed.resolve(distributed_)
     rank, world = distributed.rank(), distributed.world_size()
     total = _count_rows(source)

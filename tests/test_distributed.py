@@ -174,6 +174,8 @@ def test_stream_errors_name_the_problem(asia, asia_rows, tmp_path):
         stream(asia, source, tmp_path / "o.csv", chunk_rows=0, progress=False)
     with pytest.raises(DataError, match="no such file"):
         stream(asia, tmp_path / "missing.csv", tmp_path / "o.csv", progress=False)
+    with pytest.raises(DataError, match="output folder is a file, not a folder"):
+        stream(asia, source, tmp_path / "rows.csv" / "o.csv", progress=False)
     bad = asia_rows.copy().astype(object)
     bad.loc[130, "smoke"] = "maybe"
     with pytest.raises(InferenceError, match=r"data rows 100\.\.199.*unknown state 'maybe'"):

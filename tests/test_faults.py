@@ -128,7 +128,7 @@ def test_probe_refuses_a_folder_that_cannot_exist(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match=r"cannot be created.*pick another"):
         check_writable(tmp_path / "file" / "out")
-    with pytest.raises(CheckpointError, match="is not a folder"):
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
         check_writable(tmp_path / "file", error=CheckpointError)
 
 
