@@ -105,3 +105,22 @@ def network_posteriors(
         inset.set_title(node[:18], fontsize=6, pad=1)
         inset.tick_params(length=0)
     return save_figure(fig, path)
+
+
+# Figures of the two halves, written beside their code while it grew; plots is their one face.
+from probdl._bnn_plots import (  # noqa: E402
+    reliability_diagram,
+    risk_coverage_curve,
+    training_curves,
+    uncertainty_histograms,
+)
+from probdl._em_plots import calibration_curve, em_history  # noqa: E402
+
+__all__ += [
+    "calibration_curve",
+    "em_history",
+    "reliability_diagram",
+    "risk_coverage_curve",
+    "training_curves",
+    "uncertainty_histograms",
+]

@@ -107,3 +107,62 @@ def test_parser_lists_every_design_command():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert {"demo", "train", "evaluate", "predict", "bn"} <= set(sub.choices)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--data", "digits", "--epochs", "2", "--out", str(out), "--json"]) == 0
+    return out
+
+
+def test_train_writes_model_reference_and_plots(trained_run):
+    for name in ("model.pt", "model.pt.reference.json", "training_curves.png", "reliability.png"):
+        assert (trained_run / name).is_file(), name
+    from probdl import BayesianCNN
+
+    model = BayesianCNN.load(trained_run / "model.pt")
+    assert model.classes_ == [str(d) for d in range(10)]
+
+
+def test_evaluate_prints_metrics_and_ood_auroc(trained_run, capsys):
+    capsys.readouterr()
+    model = str(trained_run / "model.pt")
+    assert main(["evaluate", "--model", model, "--data", "digits", "--ood", "noise", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert 0.5 < scores["accuracy"] <= 1 and 0 < scores["auroc_ood"] <= 1
+    assert (trained_run / "risk_coverage.png").is_file()
+    assert (trained_run / "uncertainty_in_vs_out.png").is_file()
+
+
+def test_predict_writes_csv_and_flags_a_drifted_batch(trained_run, tmp_path, capsys):
+    import torch
+
+    from probdl import load_digits, split
+
+    _, _, test = split(load_digits(), seed=0)
+    np.save(tmp_path / "clean.npy", test.images[:120].numpy())
+    noise = torch.rand(120, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    np.save(tmp_path / "noisy.npy", noise.numpy())
+    model = str(trained_run / "model.pt")
+    reports = {}
+    for name in ("clean", "noisy"):
+        capsys.readouterr()
+        out = tmp_path / f"{name}.csv"
+        assert main(["predict", "--model", model, "--images", str(tmp_path / f"{name}.npy"),
+                     "--out", str(out), "--json"]) == 0
+        reports[name] = json.loads(capsys.readouterr().out)
+        frame = pd.read_csv(out)
+        probs = frame[[f"p_{d}" for d in range(10)]].to_numpy()
+        np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+        np.testing.assert_allclose(frame.entropy, frame.epistemic + frame.aleatoric, atol=1e-5)
+    assert not reports["clean"]["drifted"] and reports["noisy"]["drifted"]
+    assert reports["noisy"]["drift_p_value"] < 1e-6 < reports["clean"]["drift_p_value"]
+
+
+def test_predict_rejects_images_of_the_wrong_size(trained_run, tmp_path, capsys):
+    np.save(tmp_path / "big.npy", np.zeros((2, 3, 16, 16), dtype=np.float32))
+    code = main(["predict", "--model", str(trained_run / "model.pt"), "--images",
+                 str(tmp_path / "big.npy"), "--out", str(tmp_path / "p.csv")])
+    assert code == 1 and "probdl: error:" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
