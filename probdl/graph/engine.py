@@ -47,6 +47,8 @@ MIN_GROUP = 16
 # Contractions below this many multiply-adds per call run on one thread (measured faster on a
 # busy 2-core machine: thread start-up dominates small float64 einsums).
 SMALL_WORK = 50_000_000
+# Rows whose whole pattern is rare are grouped by which of this many "key" variables they observe.
+KEY_VARIABLES = 6
 # Up to this many rows without gradients, numpy replays the plan (microseconds per tiny einsum).
 NUMPY_ROWS = 4
 
@@ -77,27 +79,59 @@ def _threads(work: float):
         torch.set_num_threads(before)
 
 
-def _groups(observed: np.ndarray) -> list[tuple[np.ndarray | None, np.ndarray]]:
-    """Split rows into (pattern, row indices); pattern None marks the universal group."""
-    if observed.shape[0] == 0:
-        return []
-    if observed.shape[0] == 1:
-        return [(observed[0], np.zeros(1, dtype=np.int64))]
-    packed = np.packbits(observed, axis=1)
+def _unique_rows(mask: np.ndarray):
+    """(first row of each distinct mask row, inverse index, counts)."""
+    packed = np.packbits(mask, axis=1)
     keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
     _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
                                           return_counts=True)
-    patterns = observed[first]
-    inverse = inverse.reshape(-1)
+    return first, inverse.reshape(-1), counts
+
+
+def key_variables(structure: Structure, count: int = KEY_VARIABLES) -> np.ndarray:
+    """The variables whose absorption shrinks a plan most: many states, many neighbours."""
+    score = [k * (1 + len(structure.parents[v]) + len(structure.children[v]))
+             for v, k in enumerate(structure.cards)]
+    return np.argsort(score, kind="stable")[::-1][:count]
+
+
+def _groups(observed: np.ndarray, keys: np.ndarray | None = None
+            ) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """Split rows into (pattern, row indices): the variables a pattern marks are absorbed.
+
+    Rows sharing their whole observed pattern with many others get that pattern. The rest are
+    grouped by which of the ``keys`` variables they observe, and those are absorbed (the other
+    observed variables enter as one-hot vectors). What is left shares the universal plan
+    (pattern None), which absorbs nothing.
+    """
+    n_rows = observed.shape[0]
+    if n_rows == 0:
+        return []
+    if n_rows == 1:
+        return [(observed[0], np.zeros(1, dtype=np.int64))]
+    first, inverse, counts = _unique_rows(observed)
     own = counts >= MIN_GROUP
-    if len(patterns) <= 4:
+    if len(first) <= 4:
         own[:] = True
     out: list[tuple[np.ndarray | None, np.ndarray]] = []
     for p in np.flatnonzero(own):
-        out.append((patterns[p], np.flatnonzero(inverse == p)))
+        out.append((observed[first[p]], np.flatnonzero(inverse == p)))
     rest = np.flatnonzero(~own[inverse])
+    if rest.size and keys is not None and len(keys):
+        sub = observed[np.ix_(rest, keys)]
+        first, inverse, counts = _unique_rows(sub)
+        left = []
+        for p in range(len(first)):
+            members = rest[inverse == p]
+            if counts[p] >= MIN_GROUP and sub[first[p]].any():
+                pattern = np.zeros(observed.shape[1], dtype=bool)
+                pattern[keys] = sub[first[p]]
+                out.append((pattern, members))
+            else:
+                left.append(members)
+        rest = np.concatenate(left) if left else np.zeros(0, dtype=np.int64)
     if rest.size:
-        out.append((None, rest))
+        out.append((None, np.sort(rest)))
     return out
 
 
@@ -238,7 +272,7 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     out_assign = (torch.as_tensor(batch.states, device=device).clone()
                   if mode == "map" else None)
     pieces = []
-    for pattern, rows in _groups(batch.observed):
+    for pattern, rows in _groups(batch.observed, key_variables(structure)):
         observed_any = batch.observed[rows].any(0)
         relevant, absorbed, lambdas = _layout(structure, "logz" if mode == "map" else mode,
                                               observed_any, pattern, soft_vars,

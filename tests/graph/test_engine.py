@@ -72,9 +72,20 @@ def test_pattern_plans_and_universal_plan_agree(monkeypatch):
     monkeypatch.setattr(engine, "MIN_GROUP", 10**9)
     b = bn.marginals(rows)
     lb = bn.log_likelihood(rows)
+    # small groups keyed by which "key" variables they observe absorb just those
+    monkeypatch.setattr(engine, "MIN_GROUP", 2)
+    monkeypatch.setattr(engine, "key_variables", lambda structure: np.array([0, 2, 3]))
+    groups = engine._groups(bn._encode(rows)[1], np.array([0, 2, 3]))
+    assert any(p is not None and not p[[1, 4, 5]].any() and p.any() for p, _ in groups)
+    c = bn.marginals(rows)
+    lc = bn.log_likelihood(rows)
+    best_b, best_c = bn.map(rows), bn.map(rows.iloc[:30])
     for v in bn.variables:
         np.testing.assert_allclose(a[v], b[v], atol=1e-12)
+        np.testing.assert_allclose(c[v], b[v], atol=1e-12)
     np.testing.assert_allclose(la, lb, atol=1e-12)
+    np.testing.assert_allclose(lc, lb, atol=1e-12)
+    np.testing.assert_allclose(best_c["log_prob"], best_b["log_prob"].iloc[:30], atol=1e-12)
 
 
 def test_joint_query_and_marginal_map_match_enumeration():
