@@ -74,6 +74,7 @@ def test_pattern_plans_and_universal_plan_agree(monkeypatch):
     lb = bn.log_likelihood(rows)
     # small groups keyed by which "key" variables they observe absorb just those
     monkeypatch.setattr(engine, "MIN_GROUP", 2)
+    key_variables = engine.key_variables
     monkeypatch.setattr(engine, "key_variables", lambda structure: np.array([0, 2, 3]))
     groups = engine._groups(bn._encode(rows)[1], np.array([0, 2, 3]))
     assert any(p is not None and not p[[1, 4, 5]].any() and p.any() for p, _ in groups)
@@ -86,6 +87,9 @@ def test_pattern_plans_and_universal_plan_agree(monkeypatch):
     np.testing.assert_allclose(la, lb, atol=1e-12)
     np.testing.assert_allclose(lc, lb, atol=1e-12)
     np.testing.assert_allclose(best_c["log_prob"], best_b["log_prob"].iloc[:30], atol=1e-12)
+    from probdl.graph import BayesNet
+    assert len(key_variables(BayesNet.example("insurance")._structure)) == 6  # costly plan
+    assert len(key_variables(BayesNet.example("alarm")._structure)) == 0  # cheap plan
 
 
 def test_joint_query_and_marginal_map_match_enumeration():
