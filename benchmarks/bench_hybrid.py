@@ -44,8 +44,8 @@ from probdl.bnn import BayesianCNN, evaluate, train
 from probdl.data import load_digits, split
 from probdl.hybrid import (
     HybridModel,
-    digit_sum_accuracy,
     digit_sum_network,
+    digit_sum_pairs,
     pair_indices,
     sum_guide,
     sum_log_likelihood,
@@ -237,12 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, model in ((f"{cnn_epochs} epochs", cnn), (f"{weak_epochs} epoch (weak)", weak)):
         bridge = HybridModel(bn, {"D1": model, "D2": model}, class_prior=train_set)
         for per_sample in (False, True):
-            acc = digit_sum_accuracy(bridge, test, seed=0, per_sample=per_sample,
-                                     num_samples=32)
+            out = digit_sum_pairs(bridge, test, seed=0, per_sample=per_sample, num_samples=32)
+            cnn_acc = (out["cnn"] == out["truth"]).mean()
+            hyb_acc = (out["hybrid"] == out["truth"]).mean()
+            true_p = np.concatenate([out["D1"][np.arange(len(out["sums"])), out["truth"][:, 0]],
+                                     out["D2"][np.arange(len(out["sums"])), out["truth"][:, 1]]])
+            nll = -np.log(np.clip(true_p, 1e-300, None)).mean()
             how = "posterior averaged over 32 weight draws" if per_sample else "mean prediction"
-            accuracy_rows.append(f"| {name} | {how} | {acc['cnn_accuracy']:.4f} | "
-                                 f"{acc['hybrid_accuracy']:.4f} |")
-            print(name, how, acc, flush=True)
+            accuracy_rows.append(f"| {name} | {how} | {cnn_acc:.4f} | {hyb_acc:.4f} | "
+                                 f"{nll:.3g} |")
+            print(name, how, cnn_acc, hyb_acc, nll, flush=True)
 
     # 3. learning from sums
     repeats, sum_epochs, label_epochs = (1, 1, 1) if quick else (8, 5, 20)
@@ -303,10 +307,11 @@ forward passes are nearly all of it.
 as D1 and once as D2, the pair's true sum observed). Bayesian CNN (default architecture),
 trained {cnn_epochs} epochs ({trained.seconds:.1f} s), and a weak one trained {weak_epochs};
 their training class frequencies divided out. "CNN alone" is the mean prediction's label; each
-row draws its own 32 weight samples.
+row draws its own 32 weight samples. NLL: mean over the digit slots of -log P(true digit | both
+images, sum).
 
-| Bayesian CNN | evidence from the CNN | CNN alone | with the sum network |
-|---|---|---|---|
+| Bayesian CNN | evidence from the CNN | CNN alone | with the sum | NLL, with the sum |
+|---|---|---|---|---|
 {chr(10).join(accuracy_rows)}
 
 **Learning from sums.** {len(pairs):,} pairs of training images ({repeats} random pairing(s) of
