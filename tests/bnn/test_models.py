@@ -26,7 +26,7 @@ def test_kl_is_the_closed_form_sum_over_all_weights(layers):
     mu, sigma = model.posterior_loc(), model.posterior_scale()
     expected = _closed_form_kl(mu.double(), sigma.double(), 0.5)
     torch.testing.assert_close(model.kl_divergence().double(), expected, rtol=1e-4, atol=1e-3)
-    n_expected = model.architecture.num_weights if layers == "all" else 10 * 16 + 10
+    n_expected = model.architecture.num_weights if layers == "all" else 10 * TINY["dense"][-1] + 10
     assert mu.numel() == n_expected
 
 
