@@ -364,7 +364,7 @@ def write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s):
         "",
         f"- `train` epoch, BayesianCNN / DeterministicCNN, interleaved: **{ratio:.2f}x** "
         f"(median {b_ep * 1000:.0f} ms vs {d_ep * 1000:.0f} ms; validation included: the "
-        "Bayesian model's validation uses 4 posterior samples).",
+        "Bayesian model's validation draws `train`'s default val_samples=2 weight samples).",
         f"- `predict` with S = {s} samples / {s} deterministic passes: **{p_ratio:.2f}x**.",
         "",
     ]

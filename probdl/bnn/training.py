@@ -89,7 +89,7 @@ def train(
     standardize: bool = True,
     augment: Any = None,
     patience: int | None = None,
-    val_samples: int = 4,
+    val_samples: int = 2,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
