@@ -49,6 +49,7 @@ __all__ = [
     "launched_by_torchrun",
     "local_device",
     "local_rank",
+    "mean_over_shards",
     "rank",
     "rank_rng",
     "resolve",
@@ -349,6 +350,23 @@ def sum_arrays(arrays: Mapping[str, np.ndarray], scalar: float = 0.0
         out[k] = buffer[offset:offset + size].numpy().reshape(shape).copy()
         offset += size
     return out, float(buffer[-1])
+
+
+def mean_over_shards(metric: Any, model: Any, x: Any, y: Any, *args: Any) -> tuple[float, ...]:
+    """Per-example means of ``metric(model, x, y, *args)`` over all rows, each rank doing a block.
+
+    ``metric`` returns a tuple of means over the rows it is given (e.g. validation NLL and
+    accuracy); each rank evaluates its contiguous block of ``x`` and ``y`` and the means are
+    combined weighted by block size, so W ranks share the work of one evaluation. Alone: a
+    plain call.
+    """
+    if world_size() <= 1 or len(x) < world_size():  # too few rows to give every rank some
+        return tuple(metric(model, x, y, *args))
+    mine_x, mine_y = shard_frame(x), shard_frame(y)
+    means = metric(model, mine_x, mine_y, *args)
+    totals, count = sum_arrays({"s": np.array([m * len(mine_x) for m in means])},
+                               float(len(mine_x)))
+    return tuple(float(t / count) for t in totals["s"])
 
 
 class SumOverRanks:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probdl import distributed
+from probdl import distributed as ddp
 from probdl._io import atomic_write
 from probdl._writable import check_writable
 from probdl.errors import DataError, InferenceError
@@ -157,7 +157,7 @@ def stream(
     task: str = "marginals",
     targets: Sequence[str] | None = None,
     chunk_rows: int = 10_000,
-    distributed_: bool | None = None,
+    distributed: bool | None = None,
     progress: bool = True,
 ) -> Path:
     """Answer ``task`` for every row of ``source`` and write the answers to ``out``.
@@ -176,7 +176,7 @@ def stream(
         For ``map``: the variables to maximize over (default: each row's unobserved ones).
     chunk_rows : int
         Rows per chunk: memory grows with it, not with the table.
-    distributed_ : bool, optional
+    distributed : bool, optional
         Split chunks across the ranks of a torchrun job (default: when launched by torchrun).
     progress : bool
         A tqdm bar over rows (rank 0 only).
@@ -202,14 +202,14 @@ def stream(
     if not source.is_file():
         raise DataError(f"{source}: no such file.")
     check_writable(out.parent, what="output folder")  # before hours of inference, not after
-    many = distributed.resolve(distributed_)
-    rank, world = distributed.rank(), distributed.world_size()
+    many = ddp.resolve(distributed)
+    rank, world = ddp.rank(), ddp.world_size()
     total = _count_rows(source)
     bar = tqdm(total=total, unit="rows", desc=f"{task}", disable=not progress or rank != 0,
                leave=False)
     parts = None
     if many:
-        token = distributed.broadcast_object(uuid.uuid4().hex if rank == 0 else None)
+        token = ddp.broadcast_object(uuid.uuid4().hex if rank == 0 else None)
         parts = out.parent / f".{out.name}.{token}.parts"
         parts.mkdir(parents=True, exist_ok=True)
     try:
@@ -231,7 +231,7 @@ def stream(
         except Exception as err:  # re-raised below, once every rank knows the job failed
             failure = err
         # all ranks agree on success before rank 0 merges, so none waits for a dead peer
-        if distributed.sum_scalar(failure is not None) > 0:
+        if ddp.sum_scalar(failure is not None) > 0:
             if rank == 0:
                 shutil.rmtree(parts, ignore_errors=True)
             if failure is not None:
@@ -240,7 +240,7 @@ def stream(
         if rank == 0:
             _merge(sorted(parts.iterdir()), out, out_kind)
             shutil.rmtree(parts, ignore_errors=True)
-        distributed.barrier()
+        ddp.barrier()
     finally:
         bar.close()
     return out
