@@ -109,9 +109,9 @@ def _groups(observed: np.ndarray, keys: np.ndarray | None = None
     """Split rows into (pattern, row indices): the variables a pattern marks are absorbed.
 
     Rows sharing their whole observed pattern with many others get that pattern. The rest are
-    grouped by which of the ``keys`` variables they observe, and those are absorbed (the other
-    observed variables enter as one-hot vectors). What is left shares the universal plan
-    (pattern None), which absorbs nothing.
+    grouped by which of the first ``depth`` ``keys`` variables they observe (all keys first, then
+    fewer), and those are absorbed (the other observed variables enter as one-hot vectors). What
+    is left shares the universal plan (pattern None), which absorbs nothing.
     """
     n_rows = observed.shape[0]
     if n_rows == 0:
@@ -126,15 +126,19 @@ def _groups(observed: np.ndarray, keys: np.ndarray | None = None
     for p in np.flatnonzero(own):
         out.append((observed[first[p]], np.flatnonzero(inverse == p)))
     rest = np.flatnonzero(~own[inverse])
-    if rest.size and keys is not None and len(keys):
-        sub = observed[np.ix_(rest, keys)]
+    # then by which of the first `depth` key variables they observe, deepest first, so that a
+    # row whose full key pattern is rare still gets most of its key variables absorbed
+    for depth in range(len(keys) if keys is not None else 0, 0, -1):
+        if not rest.size:
+            break
+        sub = observed[np.ix_(rest, keys[:depth])]
         first, inverse, counts = _unique_rows(sub)
         left = []
         for p in range(len(first)):
             members = rest[inverse == p]
             if counts[p] >= MIN_GROUP and sub[first[p]].any():
                 pattern = np.zeros(observed.shape[1], dtype=bool)
-                pattern[keys] = sub[first[p]]
+                pattern[keys[:depth]] = sub[first[p]]
                 out.append((pattern, members))
             else:
                 left.append(members)
