@@ -244,3 +244,17 @@ def test_numeric_columns_match_string_labels():
     a = truth.fit(rows, max_iter=5)
     b = truth.fit(numeric, max_iter=5)
     np.testing.assert_array_equal(a.history_, b.history_)
+
+
+def test_streaming_blocks_give_the_same_fit_and_posteriors():
+    truth = _random_net(22)
+    rows = _sample(truth, 150, seed=23, missing=0.3, drop=("H",))
+    whole = truth.fit(rows, latent={"H": 2}, max_iter=4, tol=0.0)
+    blocks = truth.fit(rows, latent={"H": 2}, max_iter=4, tol=0.0, batch_size=7)
+    np.testing.assert_allclose(blocks.history_, whole.history_, rtol=1e-12)
+    for v in truth.variables:
+        np.testing.assert_allclose(blocks.cpd(v), whole.cpd(v), atol=1e-12)
+    _, probs = truth.impute(rows)
+    _, small = truth.impute(rows, batch_size=5)
+    for c in probs:
+        np.testing.assert_allclose(small[c], probs[c], atol=1e-12)
