@@ -208,12 +208,12 @@ def bench_single(name, bn, gbn, n_queries, seed=9):
 
 def plan_memory(bn, rows) -> float:
     """The engine's own estimate of its working memory for the batch (MiB)."""
-    from probdl.graph.engine import _groups, _layout, key_variables
+    from probdl.graph.grouping import groups, key_variables, layout
 
     _, observed = bn._encode(rows)
     total = 0.0
-    for pattern, idx in _groups(observed, key_variables(bn._structure)):
-        rel, ab, lam = _layout(bn._structure, "marginals", observed[idx].any(0), pattern, set(),
+    for pattern, idx in groups(observed, key_variables(bn._structure)):
+        rel, ab, lam = layout(bn._structure, "marginals", observed[idx].any(0), pattern, set(),
                                ())
         how = "thorough" if pattern is None else "auto"
         plan = compile_plan(bn._structure, rel, ab, lam, (), how)

@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probdl.graph import engine
+from probdl.graph import grouping
 from probdl.graph.engine import log_evidence
 from tests.graph._graph_helpers import evidence_mask, random_net
 
@@ -66,17 +66,17 @@ def test_pattern_plans_and_universal_plan_agree(monkeypatch):
     bn = random_net(7, n_vars=6)
     rows = _rows(bn, 40, np.random.default_rng(0), 0.4)
     rows = pd.concat([rows, rows.iloc[:1].copy().iloc[[0] * 20]], ignore_index=True)
-    monkeypatch.setattr(engine, "MIN_GROUP", 10)
+    monkeypatch.setattr(grouping, "MIN_GROUP", 10)
     a = bn.marginals(rows)
     la = bn.log_likelihood(rows)
-    monkeypatch.setattr(engine, "MIN_GROUP", 10**9)
+    monkeypatch.setattr(grouping, "MIN_GROUP", 10**9)
     b = bn.marginals(rows)
     lb = bn.log_likelihood(rows)
     # small groups keyed by which "key" variables they observe absorb just those
-    monkeypatch.setattr(engine, "MIN_GROUP", 2)
-    key_variables = engine.key_variables
-    monkeypatch.setattr(engine, "key_variables", lambda structure: np.array([0, 2, 3]))
-    groups = engine._groups(bn._encode(rows)[1], np.array([0, 2, 3]))
+    monkeypatch.setattr(grouping, "MIN_GROUP", 2)
+    key_variables = grouping.key_variables
+    monkeypatch.setattr(grouping, "key_variables", lambda structure: np.array([0, 2, 3]))
+    groups = grouping.groups(bn._encode(rows)[1], np.array([0, 2, 3]))
     assert any(p is not None and not p[[1, 4, 5]].any() and p.any() for p, _ in groups)
     c = bn.marginals(rows)
     lc = bn.log_likelihood(rows)
