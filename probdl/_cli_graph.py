@@ -101,7 +101,7 @@ def fit(args: argparse.Namespace) -> int:
     summary = {
         "rows": len(rows),
         "missing_cells": int(rows.isna().sum().sum()),
-        "iterations": len(history),
+        "iterations": int(getattr(fitted, "n_iter_", max(len(history) - 1, 0))),
         "log_likelihood": history[-1] if history else None,
         "out": str(args.out),
     }
@@ -125,7 +125,12 @@ def impute(args: argparse.Namespace) -> int:
     filled, probabilities = bn.impute(rows)
     _write_csv(filled, args.out)
     missing = int(rows.isna().sum().sum())
-    confidence = [p.max(axis=1) for p in probabilities.values() if len(p)]
+    # posteriors of observed cells are one-hot: average over the cells that were missing
+    confidence = [
+        probabilities[column].max(axis=1)[rows[column].isna().to_numpy()]
+        for column in probabilities
+        if column in rows and rows[column].isna().any()
+    ]
     mean_conf = float(np.concatenate(confidence).mean()) if confidence else float("nan")
     summary = {"rows": len(rows), "cells_imputed": missing,
                "mean_posterior_of_imputed_state": mean_conf, "out": str(args.out)}
