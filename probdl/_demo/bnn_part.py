@@ -10,7 +10,7 @@ import torch
 from probdl.bnn import BayesianCNN, evaluate, predict, train
 from probdl.data import load_digits, split
 
-EPOCHS = 20
+EPOCHS = 30
 
 
 def run(out_dir: Path) -> list[tuple[str, str]]:
