@@ -61,8 +61,10 @@ def reliability_diagram(
     )
     ax.bar(centers[full], r["accuracy"][full], width=width * 0.95, color="tab:blue",
            edgecolor="black", label="accuracy")  # fmt: skip
-    ax.bar(centers[full], (r["confidence"] - r["accuracy"])[full], bottom=r["accuracy"][full],
-           width=width * 0.95, color="tab:red", alpha=0.35, label="gap to confidence")  # fmt: skip
+    low = np.minimum(r["accuracy"], r["confidence"])[full]
+    gap = np.abs(r["confidence"] - r["accuracy"])[full]
+    ax.bar(centers[full], gap, bottom=low, width=width * 0.95, fill=False, hatch="//",
+           edgecolor="tab:red", label="gap to mean confidence")  # fmt: skip
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1)
