@@ -37,7 +37,11 @@ def assemble() -> Path:
     sections = []
     names = sorted(RESULTS.glob("*.md"), key=lambda p: [*ORDER, p.stem].index(p.stem))
     for path in names:
-        sections.append(path.read_text().strip() + "\n")
+        text = path.read_text().strip()
+        # each result file may open with its own top-level title; here it is a section
+        if text.startswith("# "):
+            text = "#" + text
+        sections.append(text + "\n")
     REPORT.write_text(HEADER + "\n".join(sections))
     return REPORT
 
