@@ -16,8 +16,7 @@ rows: with the CPTs ``theta`` as leaves of the autograd graph, the expected coun
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from probdl.graph.counts import (
     pseudo_counts,
     unique_rows,
 )
+from probdl.graph.engine import single_thread
 
 __all__ = ["fit"]
 
@@ -308,17 +308,6 @@ def _complete_log_likelihood(codes, weight, spec, cpts) -> float:
     ))
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Small float64 contractions run fastest on one thread (and do not fight other work)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def to_pgmpy_model(spec: NetSpec, cpts: Mapping[str, np.ndarray]) -> Any:

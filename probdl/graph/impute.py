@@ -71,7 +71,7 @@ def impute(
     """
     if n_samples is not None and (not isinstance(n_samples, (int, np.integer)) or n_samples < 1):
         raise DataError(f"n_samples must be a positive integer or None, got {n_samples!r}")
-    from probdl.graph.em import single_thread
+    from probdl.graph.engine import single_thread
 
     with single_thread():
         return _impute(bn, rows, joint, n_samples, seed, batch_size)
