@@ -10,7 +10,7 @@ Every function takes data and a path, writes the PNG atomically and returns the 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -107,6 +107,66 @@ def network_posteriors(
     return save_figure(fig, path)
 
 
+# ---- learning from missing data ----------------------------------------------------------
+
+
+def em_history(
+    history: np.ndarray | Mapping[str, np.ndarray], path: str | Path, title: str | None = None
+) -> Path:
+    """The EM objective (log-likelihood plus prior term) per iteration, and its gain per step.
+
+    ``history`` is one ``fitted.history_`` or a dict label -> history (e.g. several networks or
+    restarts). Left: the objective. Right: the gain of each iteration on a log scale; a gain
+    below zero (EM going downhill, which must not happen) is marked with a red cross at 1e-16.
+    """
+    runs = dict(history) if isinstance(history, Mapping) else {"EM": history}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for label, values in runs.items():
+        values = np.asarray(values, dtype=np.float64)
+        steps = np.arange(len(values))
+        left.plot(steps, values, marker="o", markersize=3, label=label)
+        gain = np.diff(values)
+        up = gain > 0
+        right.semilogy(steps[1:][up], gain[up], marker="o", markersize=3, label=label)
+        if (~up).any():
+            right.plot(steps[1:][~up], np.full((~up).sum(), 1e-16), "x", color="red",
+                       label=f"{label}: no gain / loss")
+    left.set_xlabel("EM iteration")
+    left.set_ylabel("log-likelihood + prior term")
+    left.set_title(title or "EM objective per iteration")
+    right.set_xlabel("EM iteration")
+    right.set_ylabel("gain over the previous iteration")
+    right.set_title("gain per iteration (log scale)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def calibration_curve(
+    confidence: np.ndarray, correct: np.ndarray, path: str | Path, bins: int = 10,
+    title: str | None = None,
+) -> Path:
+    """Reliability diagram of imputed cells: accuracy of the MAP state against its posterior."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    filled = [b for b in range(bins) if (which == b).any()]
+    ax.plot([confidence[which == b].mean() for b in filled],
+            [correct[which == b].mean() for b in filled], marker="o", label="imputed cells")
+    ax.set_xlabel("posterior of the imputed state")
+    ax.set_ylabel("fraction imputed correctly")
+    ax.set_title(title or "Calibration of imputed cells")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    return save_figure(fig, path)
+
+
 # Figures of the two halves, written beside their code while it grew; plots is their one face.
 from probdl._bnn_plots import (  # noqa: E402
     reliability_diagram,
@@ -114,7 +174,6 @@ from probdl._bnn_plots import (  # noqa: E402
     training_curves,
     uncertainty_histograms,
 )
-from probdl._em_plots import calibration_curve, em_history  # noqa: E402
 
 __all__ += [
     "calibration_curve",

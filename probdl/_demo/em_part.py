@@ -28,7 +28,7 @@ def _mean_kl(truth: BayesNet, fitted: BayesNet, skip: set[str]) -> float:
 
 
 def run(out_dir: Path) -> list[tuple[str, str]]:
-    from probdl._em_plots import calibration_curve, em_history
+    from probdl.plots import calibration_curve, em_history
 
     truth = BayesNet.example("alarm")
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from probdl._em_plots import calibration_curve, em_history
+from probdl.plots import calibration_curve, em_history
 
 
 def test_em_history_and_calibration_write_pngs(tmp_path):
