@@ -134,6 +134,7 @@ def test_guide_means_start_kaiming_and_scales_small():
         {"prior_sigma": 0.0},
         {"init_scale": -1.0},
         {"mixture": (1.5, 1.0, 0.1)},
+        {"local_reparam": "conv"},
     ],
 )
 def test_bad_bayesian_configurations(kwargs):
@@ -152,3 +153,44 @@ def test_map_loss_is_cross_entropy_plus_gaussian_prior():
     w = model.weights.flat
     expected = torch.nn.functional.cross_entropy(model(x), y) + (w * w).sum() / (2 * 0.49 * 50)
     torch.testing.assert_close(model.training_loss(x, y, 50), expected)
+
+
+def _set_scales(model, conv, dense):
+    """Posterior scale ``conv`` on the convolutions' weights, ``dense`` on the dense layers'."""
+    parts = []
+    for name, size in zip(model.bayes_names, model.architecture.sizes, strict=True):
+        scale = torch.tensor(conv if name.startswith("conv") else dense)
+        parts.append(torch.full((size,), float(scale.expm1().log()) if scale > 1e-6 else -40.0))
+    with torch.no_grad():
+        model.variational.rho.copy_(torch.cat(parts))
+
+
+def _logits(model, x, y):
+    trace = poutine.trace(model.guide).get_trace(x, y)
+    return poutine.replay(model.model, trace=trace)(x, y)
+
+
+def test_dense_local_reparam_draws_conv_weights_and_samples_dense_preactivations():
+    config = {**TINY, "dropout": 0.0}
+    dense_lr = BayesianCNN(1, 10, (8, 8), local_reparam="dense", **config)
+    plain = BayesianCNN(1, 10, (8, 8), **config)
+    x = torch.rand(1, 1, 8, 8).expand(4, 1, 8, 8).contiguous()  # one image, four times
+    y = torch.zeros(4, dtype=torch.long)
+    # Noisy convolutions, exact dense layers: the same draws give the same loss as sampling
+    # every weight, so the convolutions use the drawn weights (not the means).
+    _set_scales(dense_lr, conv=0.3, dense=0.0)
+    _set_scales(plain, conv=0.3, dense=0.0)
+    elbo = TraceMeanField_ELBO()
+    torch.manual_seed(1)
+    a = dense_lr.training_loss(x, y, 4, elbo=elbo)
+    torch.manual_seed(1)
+    b = plain.training_loss(x, y, 4, elbo=elbo)
+    torch.testing.assert_close(a, b)
+    # Exact convolutions, noisy dense layers: one shared weight draw gives the four copies the
+    # same logits; sampled pre-activations give each example its own noise.
+    _set_scales(dense_lr, conv=0.0, dense=0.3)
+    _set_scales(plain, conv=0.0, dense=0.3)
+    shared = _logits(plain, x, y)
+    assert torch.allclose(shared, shared[:1].expand_as(shared))
+    per_example = _logits(dense_lr, x, y)
+    assert not torch.allclose(per_example[0], per_example[1], atol=1e-3)
