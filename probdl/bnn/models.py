@@ -73,7 +73,7 @@ class BayesianCNN(CNNBase):
     local_reparam : bool or "dense"
         Sample pre-activations instead of weights during training (lower-variance gradients,
         about twice the convolution cost). ``"dense"``: only in the dense layers (most of the
-        weights, at almost no extra cost); the convolutions keep one weight draw per batch.
+        weights; about 10% more per epoch); the convolutions keep one weight draw per batch.
     seed : int
         Seed of the initialization.
     """
