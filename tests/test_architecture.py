@@ -36,7 +36,7 @@ def test_graph_and_bnn_never_import_each_other(world, other):
 
 
 def test_only_the_plotting_modules_import_matplotlib():
-    allowed = {"plots.py", "_bnn_plots.py"}
+    allowed = {"plots.py"}
     for path in PACKAGE.rglob("*.py"):
         if path.name in allowed:
             continue

@@ -14,7 +14,7 @@ EPOCHS = 30
 
 
 def run(out_dir: Path) -> list[tuple[str, str]]:
-    from probdl._bnn_plots import reliability_diagram, uncertainty_histograms
+    from probdl.plots import reliability_diagram, uncertainty_histograms
 
     tr, va, te = split(load_digits(), val=0.15, test=0.2, seed=0)
     model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))

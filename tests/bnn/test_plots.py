@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probdl import _bnn_plots
+from probdl import plots
 
 
 def _is_png(path) -> bool:
@@ -20,10 +20,10 @@ def test_every_figure_writes_a_png(tmp_path):
         for e in range(1, 6)
     ]
     paths = [
-        _bnn_plots.reliability_diagram(probs, labels, tmp_path / "r.png"),
-        _bnn_plots.uncertainty_histograms(rng.random(50), rng.random(60) + 1, tmp_path / "u.png"),
-        _bnn_plots.risk_coverage_curve(probs.max(1), probs.argmax(1) == labels, tmp_path / "c.png"),
-        _bnn_plots.training_curves(history, tmp_path / "sub" / "t.png"),
+        plots.reliability_diagram(probs, labels, tmp_path / "r.png"),
+        plots.uncertainty_histograms(rng.random(50), rng.random(60) + 1, tmp_path / "u.png"),
+        plots.risk_coverage_curve(probs.max(1), probs.argmax(1) == labels, tmp_path / "c.png"),
+        plots.training_curves(history, tmp_path / "sub" / "t.png"),
     ]
     assert all(p.is_file() and _is_png(p) for p in paths)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
