@@ -104,9 +104,9 @@ def _is_writer() -> bool:
 
 
 def _load_model(path: str):
-    from probdl.bnn.base import CNNBase
+    from probdl.bnn import load_model
 
-    return CNNBase.load(path)
+    return load_model(path)
 
 
 def _ood_images(kind: str, test: ImageDataset, seed: int = 0) -> torch.Tensor:
