@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from probdl._io import atomic_write
+from probdl._writable import check_writable
 from probdl.data import (
     ImageDataset,
     load_cifar,
@@ -68,8 +69,7 @@ def train(args: argparse.Namespace) -> int:
         return relaunch_under_torchrun(args.nproc)
     from probdl import bnn, plots
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(args.out, what="run folder")
     data = load_data(args.data)
     train_set, val_set, test_set = split(data, val=0.15, test=0.2, seed=args.seed)
     kinds = {"bayesian": bnn.BayesianCNN, "deterministic": bnn.DeterministicCNN,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import random
 import resource
@@ -21,6 +22,7 @@ import torch
 from probdl._writable import check_writable
 from probdl.bnn import BayesianCNN, load_model, train
 from probdl.errors import CheckpointError, DataError
+from probdl.graph.engine import single_thread  # one thread: runs comparable bit for bit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,6 +120,65 @@ def test_sigkill_during_an_atomic_write_leaves_the_old_file_whole(tmp_path):
     assert target.read_bytes() == b"OLD" * 1000
 
 
+# ---- SIGKILL mid-training, then resume ---------------------------------------------------------
+_TRAINER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from tests.test_faults import _killable_run
+    _killable_run(sys.argv[1], progress=False)
+""")
+EPOCHS = 24
+
+
+def _killable_run(checkpoint_dir, **kwargs):
+    from probdl.data import load_digits, split
+
+    data = load_digits()
+    data = data.subset(range(360))
+    tr, va, _ = split(data, val=0.25, test=0.1, seed=0)
+    model = BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,), seed=0)
+    result = train(model, tr, va, epochs=EPOCHS, batch_size=32, lr=1e-2,
+                   checkpoint_dir=checkpoint_dir, seed=0, resume=True, **kwargs)
+    return model, result
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    """The epoch of the checkpoint at path (0 when none yet); loading proves it whole."""
+    if not path.exists():
+        return 0
+    return int(torch.load(path, weights_only=True)["epoch"])
+
+
+def test_training_killed_at_a_random_epoch_resumes_to_the_same_model(tmp_path):
+    killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, "-c", _TRAINER, str(killed_dir)], cwd=ROOT, env=env)
+    with single_thread():
+        reference, ref_result = _killable_run(reference_dir, progress=False)
+    kill_after = random.randint(2, EPOCHS // 2)
+    ckpt = killed_dir / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while _checkpoint_epoch(ckpt) < kill_after and child.poll() is None:
+        assert time.monotonic() < deadline, "the training child made no progress"
+        time.sleep(0.02)
+    time.sleep(random.uniform(0, 0.05))  # anywhere inside the next epoch, or its checkpoint write
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL, "the child finished before it could be killed"
+    done = _checkpoint_epoch(ckpt)
+    assert kill_after <= done < EPOCHS
+    with single_thread():
+        resumed, result = _killable_run(killed_dir, progress=False)
+    assert [row["epoch"] for row in result.history] == list(range(1, EPOCHS + 1))
+    assert result.best_epoch == ref_result.best_epoch
+    for a, b in zip(result.history, ref_result.history, strict=True):
+        assert a["val_nll"] == pytest.approx(b["val_nll"], rel=1e-4)
+        assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=1e-9)
+    for (name, p), q in zip(resumed.state_dict().items(), reference.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+    assert load_model(killed_dir / "model.pt").config() == reference.config()
+
+
 # ---- full disks and read-only folders ---------------------------------------------------------
 def test_probe_creates_the_folder_and_leaves_nothing_behind(tmp_path):
     where = check_writable(tmp_path / "a" / "b", needed_bytes=3 << 20)
@@ -158,3 +219,26 @@ def test_probe_catches_a_write_that_fails_though_free_space_looks_fine(tmp_path)
         check_writable(tmp_path, needed_bytes=1 << 20)
     assert list(tmp_path.iterdir()) == []
 
+
+def test_training_refuses_an_unusable_checkpoint_folder_before_the_first_step(tmp_path,
+                                                                              monkeypatch):
+    (tmp_path / "file").write_text("x")
+    model = _tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    data = (torch.rand(6, 1, 8, 8), torch.arange(6) % 3)
+    with pytest.raises(CheckpointError, match="checkpoint folder cannot be created"):
+        train(model, data, epochs=1, checkpoint_dir=tmp_path / "file" / "ckpt", progress=False)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(1 << 30, 1 << 30, 4096))
+    with pytest.raises(CheckpointError, match=r"checkpoint folder has 0\.0 MiB free"):
+        train(model, data, epochs=1, checkpoint_dir=tmp_path / "full", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert list((tmp_path / "full").iterdir()) == []
+
+
+def test_cli_train_into_an_unusable_folder_is_a_clear_error(tmp_path, capsys):
+    from probdl.cli import main
+
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--out", str(tmp_path / "file" / "run"), "--epochs", "1"]) == 1
+    assert "cannot be created" in capsys.readouterr().err

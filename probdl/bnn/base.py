@@ -144,7 +144,10 @@ def check_images(images: Any, architecture: Architecture, where: str = "images")
 
 def check_labels(labels: Any, num_classes: int, n: int, where: str = "labels") -> torch.Tensor:
     """Labels as an int64 tensor (N,) with values in range(num_classes), or a DataError."""
-    y = torch.as_tensor(labels)
+    try:
+        y = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DataError(f"{where}: cannot be read as class indices ({err}).") from None
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"{where}: need {n} labels in a 1-D array, got shape {tuple(y.shape)}.")
     if y.is_floating_point():

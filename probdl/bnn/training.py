@@ -26,10 +26,12 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
+from probdl import distributed as ddp
+from probdl._writable import check_writable
 from probdl.bnn.base import CNNBase, check_images, check_labels, resolve_device
 from probdl.bnn.checkpoint import load_training_state, save_training_state
 from probdl.bnn.prediction import predictive_probs
-from probdl.errors import DataError, ModelError
+from probdl.errors import CheckpointError, DataError, ModelError
 
 __all__ = ["TrainResult", "train"]
 
@@ -92,6 +94,7 @@ def train(
     val_samples: int = 2,
     resume: bool = False,
     progress: bool = True,
+    distributed: bool | None = None,
 ) -> TrainResult:
     """Fit a :class:`BayesianCNN` by SVI, or a baseline by MAP, on minibatches.
 
@@ -117,6 +120,11 @@ def train(
     val_samples : posterior samples for the validation NLL and accuracy.
     resume : continue from ``checkpoint_dir/checkpoint.pt`` if it exists.
     progress : show a tqdm bar with the loss (negative ELBO per example) and val accuracy.
+    distributed : data-parallel over the ranks of a torchrun job (None: when launched by
+        torchrun with several processes). ``batch_size`` is the global batch; each rank
+        takes its ``batch_size / world`` share (DistributedSampler order), gradients are
+        averaged over ranks (the KL counted once), rank 0 alone writes checkpoints and
+        shows progress. See docs/scaling.md.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0 or num_particles < 1 or val_samples < 1:
         raise ModelError(
@@ -127,7 +135,13 @@ def train(
         raise ModelError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}.")
     if resume and checkpoint_dir is None:
         raise ModelError("resume=True needs the checkpoint_dir of the run to continue.")
-    dev = resolve_device(device)
+    ddp.resolve(distributed, device)
+    dev = resolve_device(ddp.local_device(device))
+    if checkpoint_dir is not None and ddp.is_writer():
+        # a checkpoint holds ~4 copies of the weights (model, Adam's moments, best state);
+        # the atomic replace needs room for two of them plus the final model
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        check_writable(checkpoint_dir, 10 * weight_bytes, "checkpoint folder", CheckpointError)
     x_train, y_train = _as_xy(train, model, "train")
     x_val, y_val = _as_xy(val, model, "val") if val is not None else (None, None)
     if hasattr(train, "classes"):
@@ -168,31 +182,35 @@ def train(
         result.best_epoch, result.best_val_nll = state["best_epoch"], state["best_val_nll"]
         best_state = state["best_state"]
         torch.set_rng_state(state["rng"])
+    ddp.broadcast_parameters(model)
 
     started = time.perf_counter()
-    bar = tqdm(range(start_epoch, epochs), desc=model.kind, disable=not progress, leave=False)
+    bar = tqdm(range(start_epoch, epochs), desc=model.kind, leave=False,
+               disable=not progress or not ddp.is_writer())
     stale = 0
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
         kl_weight = min(1.0, (epoch + 1) / kl_annealing) if kl_annealing > 0 else 1.0
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        order = order.to(dev)
+        order = ddp.shard(order).to(dev)  # this rank's rows (all of them alone)
         aug = _epoch_augment(augment, seed, epoch)
         total = 0.0
-        with pyro.validation_enabled(False):
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
+        with pyro.validation_enabled(False), ddp.rank_rng(seed * 100_003 + epoch):
+            local_batch = ddp.shard_size(batch_size)
+            for start in range(0, len(order), local_batch):
+                idx = order[start : start + local_batch]
                 xb, yb = x_train[idx], y_train[idx]
                 if aug is not None:
                     xb = _augment_standardized(model, aug, xb)
                 loss = model.training_loss(xb, yb, n, kl_weight, elbo, index=idx)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                ddp.all_reduce_gradients(model)
                 optimizer.step()
                 scheduler.step()
                 total += loss.detach() * len(idx)
-        train_loss = float(total) / n
+        train_loss = ddp.sum_scalar(float(total)) / (len(order) * ddp.world_size())
         if not math.isfinite(train_loss):
             raise ModelError(
                 f"training diverged at epoch {epoch + 1} (loss {train_loss}); lower lr "
@@ -202,7 +220,8 @@ def train(
         row = {"epoch": epoch + 1, "loss": train_loss, "kl_weight": kl_weight}
         row["lr"] = optimizer.param_groups[0]["lr"]
         if x_val is not None:
-            row["val_nll"], row["val_accuracy"] = _nll_accuracy(model, x_val, y_val, val_samples)
+            row["val_nll"], row["val_accuracy"] = ddp.mean_over_shards(
+                _nll_accuracy, model, x_val, y_val, val_samples)
         row["seconds"] = time.perf_counter() - t0
         result.history.append(row)
         score = row.get("val_nll", -epoch)
@@ -215,7 +234,7 @@ def train(
         bar.set_postfix(
             loss=f"{train_loss:.4f}", val_acc=f"{row.get('val_accuracy', math.nan):.3f}"
         )
-        if ckpt_path is not None:
+        if ckpt_path is not None and ddp.is_writer():
             save_training_state(
                 ckpt_path, model, optimizer, scheduler, epoch + 1, result, best_state
             )
@@ -229,7 +248,7 @@ def train(
         result.best_val_nll = math.nan
     model.eval()
     result.seconds = time.perf_counter() - started
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and ddp.is_writer():
         model.save(Path(checkpoint_dir) / "model.pt")
     return result
 

@@ -28,6 +28,8 @@ def split_indices(
             "data for training (val + test < 1)."
         )
     labels = np.asarray(labels)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise DataError(f"seed must be a whole number >= 0, got {seed!r}.")
     rng = np.random.default_rng(seed)
     parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
     for cls in np.unique(labels):

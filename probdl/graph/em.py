@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from probdl import distributed as ddp
 from probdl.errors import DataError
 from probdl.graph.counts import (
     BatchedNetwork,
@@ -53,6 +54,7 @@ def fit(
     batch_size: int = 4096,
     progress: bool = False,
     init: Any = None,
+    distributed: bool | None = None,
 ) -> Any:
     """Fit the CPTs of ``bn``'s structure to ``rows``; returns a new network, ``bn`` untouched.
 
@@ -86,6 +88,10 @@ def fit(
         A network of the same structure and states (latent states included) whose CPTs start
         the first EM run; by default available-case counts, and random CPTs for the families
         of latent variables.
+    distributed : bool, optional
+        Inside a torchrun job every rank passes the same rows; each E-steps its block of the
+        distinct rows and an all-reduce sums the expected counts, so the fit equals the
+        one-process fit (None: when launched by torchrun with several processes).
 
     Returns
     -------
@@ -128,7 +134,11 @@ def fit(
                       loglik=loglik, n_iter=0, converged=True)
 
     with single_thread():
-        engine = _Estep(spec, unique, weight, batch_size, template=bn)
+        if ddp.resolve(distributed):  # each rank E-steps a block of the rows
+            mine = ddp.shard_frame(unique), ddp.shard_frame(weight)
+            engine = ddp.SumOverRanks(_Estep(spec, *mine, batch_size, template=bn))
+        else:
+            engine = _Estep(spec, unique, weight, batch_size, template=bn)
         base = family_counts(unique, weight, spec)
         best = None
         for restart in range(n_restarts):

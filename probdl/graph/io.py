@@ -183,9 +183,12 @@ def read(cls, path):
         raise ModelError(f"{path}{where}: malformed {kind.upper()} file "
                          f"({type(err).__name__}: {err})") from None
     try:
-        return from_pgmpy(cls, model)
+        bn = from_pgmpy(cls, model)
     except ModelError as err:
         raise ModelError(f"{path}: {err}") from None
+    if not bn.variables:
+        raise ModelError(f"{path}: the file defines no variables (empty or cut short?)")
+    return bn
 
 
 def write(bn, path) -> None:

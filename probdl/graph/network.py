@@ -216,7 +216,11 @@ class BayesNet:
         for var, vec in (soft or {}).items():
             var = self._check_var(var)
             k = len(self._states[var])
-            arr = np.asarray(vec, dtype=np.float64)
+            try:
+                arr = np.asarray(vec, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InferenceError(f"soft evidence for {var!r} must be numbers (a "
+                                     f"likelihood per state), got {vec!r}") from None
             if arr.ndim == 1:
                 arr = np.broadcast_to(arr, (batch, arr.shape[0]))
             if arr.ndim != 2 or arr.shape != (batch, k):
@@ -253,7 +257,12 @@ class BayesNet:
             if not seen.any():
                 continue
             present = values[seen, c]
-            codes, uniques = pd.factorize(present)
+            try:
+                codes, uniques = pd.factorize(present)
+            except TypeError:  # a list, dict or other unhashable cell
+                raise InferenceError(
+                    f"{var!r} holds a value that is not a state label (a list, dict or "
+                    f"other object); valid states: {self._states[var]}") from None
             lookup = np.array([_state_code(u, self._state_index[var]) for u in uniques] or [0])
             bad = np.flatnonzero(lookup < 0)
             if bad.size:

@@ -42,6 +42,9 @@ def _batch(bn, rows, soft_evidence) -> Batch:
 def _targets(bn, targets) -> list[str]:
     if isinstance(targets, str):
         targets = [targets]
+    if not isinstance(targets, list | tuple | set | pd.Index | np.ndarray):
+        raise InferenceError(f"targets must be a variable name or a list of names, got "
+                             f"{targets!r}")
     targets = [bn._check_var(str(t)) for t in targets]
     if not targets:
         raise InferenceError("no target variables given; name at least one variable")
@@ -64,6 +67,9 @@ def _cpts(bn):
 
 def query(bn, targets, evidence, soft_evidence, joint: bool, method: str, n: int, seed: int):
     targets = _targets(bn, targets)
+    if evidence and not isinstance(evidence, dict):
+        raise InferenceError(f"evidence must be a dict variable -> state label, e.g. "
+                             f"{{'smoke': 'yes'}}; got {type(evidence).__name__}")
     evidence = dict(evidence or {})
     both = [t for t in targets if t in evidence]
     if both:
@@ -137,7 +143,7 @@ def map_states(bn, rows, targets=None) -> pd.DataFrame:
         log_z, table = run(bn._structure, _cpts(bn), batch, "joint", idx,
                            memory_budget=bn.memory_budget)
     _raise_if_impossible(log_z.cpu().numpy())
-    flat = table.reshape(table.shape[0], -1)
+    flat = table.flatten(1)  # reshape(B, -1) fails on zero rows
     prob, arg = flat.max(1)
     codes = np.unravel_index(arg.cpu().numpy(), [bn._structure.cards[i] for i in idx])
     out = {t: np.asarray(bn._states[t], dtype=object)[c]
