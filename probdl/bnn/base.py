@@ -35,6 +35,8 @@ class CNNBase(PyroModule):
         self.architecture = architecture
         self.seed = seed
         self.classes_: list[str] = [str(i) for i in range(architecture.num_classes)]
+        #: class frequencies of the training labels, set by ``train``; the bridge divides them out
+        self.class_prior_: list[float] | None = None
         self.register_buffer("standardize_mean_", None)
         self.register_buffer("standardize_std_", None)
 

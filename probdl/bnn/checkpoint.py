@@ -51,6 +51,7 @@ def _payload(model: Any) -> dict[str, Any]:
         "state_dict": state,
         "standardize": std,
         "classes": list(model.classes_),
+        "class_prior": None if model.class_prior_ is None else list(model.class_prior_),
         "torch_version": str(torch.__version__),
     }
 
@@ -140,6 +141,14 @@ def _build(payload: dict[str, Any], path: Path, expected: type | None) -> Any:
             f"{path}: {len(model.classes_)} class names for {model.architecture.num_classes} "
             "classes."
         )
+    prior = payload.get("class_prior")
+    if prior is not None:
+        if len(prior) != model.architecture.num_classes:
+            raise CheckpointError(
+                f"{path}: a class prior of {len(prior)} entries for "
+                f"{model.architecture.num_classes} classes."
+            )
+        model.class_prior_ = [float(p) for p in prior]
     model.eval()
     return model
 

@@ -146,6 +146,8 @@ def train(
     x_val, y_val = _as_xy(val, model, "val") if val is not None else (None, None)
     if hasattr(train, "classes"):
         model.classes_ = list(train.classes)
+    counts = torch.bincount(y_train.cpu(), minlength=model.architecture.num_classes)
+    model.class_prior_ = (counts.double() / counts.sum()).tolist()
     model.to(dev)
     if standardize:
         mean = x_train.mean(dim=(0, 2, 3))
