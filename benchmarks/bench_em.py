@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import pandas as pd
 
+from probdl._io import atomic_write
 from probdl.graph import BayesNet
 from probdl.graph.counts import NetSpec, decode_rows, forward_sample
 
@@ -285,13 +286,8 @@ timed on the first {n_pgmpy} rows and its time extrapolated per row to {n_rows:,
 `predict` cannot take a different hidden set per row): time {imp['t_mcar']:.3f} s, MAP accuracy
 {imp['acc_mcar']:.4f}, Brier score {imp['brier']:.4f}, ECE (15 bins) {imp['ece']:.4f}.
 """
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".md.tmp")
-    with open(tmp, "w") as handle:
+    with atomic_write(RESULTS, "w") as handle:
         handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, RESULTS)
     print(f"wrote {RESULTS}")
     return 0
 

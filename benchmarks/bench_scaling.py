@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from probdl._io import atomic_write  # stdlib only: safe before torch reads the environment
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,13 +218,8 @@ uses both cores through torch's threads the gain is what is left after torch's o
 parallelism and the all-reduce. The training's global batch is the same 64 in every variant
 (32 per rank with two), so the runs compute the same updates up to sampling noise.
 """
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".md.tmp")
-    with open(tmp, "w") as handle:
+    with atomic_write(RESULTS, "w") as handle:
         handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, RESULTS)
     print(f"wrote {RESULTS}")
 
 
