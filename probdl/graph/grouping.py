@@ -15,7 +15,8 @@ import numpy as np
 
 from .plan import Structure, compile_plan
 
-__all__ = ["KEY_GROUP_FLOPS", "KEY_VARIABLES", "MIN_GROUP", "groups", "key_variables", "layout"]
+__all__ = ["KEY_GROUP_FLOPS", "KEY_VARIABLES", "MIN_GROUP", "groups", "key_variables", "layout",
+           "universal_flops"]
 
 # A pattern gets its own (absorbed, pruned) plan once this many rows share it; fewer rows go to
 # the universal plan, whose compile is paid once per network.
@@ -34,15 +35,20 @@ def _unique_rows(mask: np.ndarray):
     return first, inverse.reshape(-1), counts
 
 
+def universal_flops(structure: Structure) -> float:
+    """Multiply-adds per row of the universal plan (every variable a lambda, nothing absorbed)."""
+    n = len(structure.cards)
+    return compile_plan(structure, tuple(range(n)), (), tuple(range(n)), (), "thorough"
+                        ).flops_per_row
+
+
 def key_variables(structure: Structure, count: int = KEY_VARIABLES) -> np.ndarray:
     """The variables whose absorption shrinks a plan most: many states, many neighbours.
 
     None for networks whose universal plan is cheap: there, more groups only add overhead
     (measured: alarm 3x slower with key groups, insurance 20% faster).
     """
-    n = len(structure.cards)
-    universal = compile_plan(structure, tuple(range(n)), (), tuple(range(n)), (), "thorough")
-    if universal.flops_per_row < KEY_GROUP_FLOPS:
+    if universal_flops(structure) < KEY_GROUP_FLOPS:
         return np.zeros(0, dtype=np.int64)
     score = [k * (1 + len(structure.parents[v]) + len(structure.children[v]))
              for v, k in enumerate(structure.cards)]

@@ -251,27 +251,37 @@ class BayesNet:
             raise InferenceError(f"unknown variable {unknown[0]!r} in evidence; the network's "
                                  f"variables are {self._variables}")
         values = frame.to_numpy(dtype=object)
-        for c, var in enumerate(columns):
-            j = self._index[var]
-            seen = ~pd.isna(values[:, c])
-            if not seen.any():
-                continue
-            present = values[seen, c]
-            try:
-                codes, uniques = pd.factorize(present)
-            except TypeError:  # a list, dict or other unhashable cell
-                raise InferenceError(
-                    f"{var!r} holds a value that is not a state label (a list, dict or "
-                    f"other object); valid states: {self._states[var]}") from None
-            lookup = np.array([_state_code(u, self._state_index[var]) for u in uniques] or [0])
-            bad = np.flatnonzero(lookup < 0)
-            if bad.size:
-                row = int(np.flatnonzero(seen)[np.flatnonzero(codes == bad[0])[0]])
-                raise InferenceError(
-                    f"unknown state {uniques[bad[0]]!r} of {var!r} (row {row}); valid "
-                    f"states: {self._states[var]}")
-            states[seen, j] = lookup[codes]
-            observed[:, j] = seen
+        # one hash pass over every cell; missing cells (NaN, None, NA) get code -1
+        try:
+            codes, uniques = pd.factorize(values.ravel())
+        except TypeError:  # a list, dict or other unhashable cell: name its column
+            for c, var in enumerate(columns):
+                try:
+                    pd.factorize(values[:, c])
+                except TypeError:
+                    raise InferenceError(
+                        f"{var!r} holds a value that is not a state label (a list, dict or "
+                        f"other object); valid states: {self._states[var]}") from None
+            raise
+        codes = codes.reshape(values.shape)
+        seen = codes >= 0
+        width = len(columns)
+        # each distinct (label, column) pair is looked up once
+        pairs, inverse = np.unique((codes * width + np.arange(width))[seen], return_inverse=True)
+        lookup = np.array([_state_code(uniques[p // width], self._state_index[columns[p % width]])
+                           for p in pairs.tolist()] or [0])
+        bad = np.flatnonzero(lookup < 0)
+        if bad.size:
+            label, c = uniques[pairs[bad[0]] // width], int(pairs[bad[0]] % width)
+            row = int(np.flatnonzero(codes[:, c] == pairs[bad[0]] // width)[0])
+            var = columns[c]
+            raise InferenceError(f"unknown state {label!r} of {var!r} (row {row}); valid "
+                                 f"states: {self._states[var]}")
+        mapped = np.zeros(codes.shape, dtype=np.int64)
+        mapped[seen] = lookup[inverse.reshape(-1)]
+        target = [self._index[c] for c in columns]
+        states[:, target] = mapped
+        observed[:, target] = seen
         return states, observed
 
     def _encode_case(self, case: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,115 @@
+"""Enumeration over independent components (local.py) against brute force and the plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from probdl.graph import BayesNet, engine, local
+from tests.graph._graph_helpers import evidence_mask, random_net
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def _columns(bn):
+    return np.concatenate([[0], np.cumsum([len(bn.states[v]) for v in bn.variables])])
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n_vars=st.integers(1, 7), p_hidden=st.floats(0, 1),
+       zeros=st.booleans(), in_logs=st.booleans(), max_work=st.sampled_from([1e12, 8.0]))
+def test_matches_enumeration(seed, n_vars, p_hidden, zeros, in_logs, max_work):
+    # in_logs: every product goes through log space, as it does for CPTs with tiny entries
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local, "_LOG_SAFE", np.inf if in_logs else -600.0)
+        _check_enumeration(seed, n_vars, p_hidden, zeros, max_work)
+
+
+def _check_enumeration(seed, n_vars, p_hidden, zeros, max_work):
+    """max_work=8 makes most components too costly: they are answered by conditioning."""
+    bn = random_net(seed, n_vars=n_vars, max_parents=3, zeros=zeros)
+    rng = np.random.default_rng(seed)
+    rows = bn.sample(8, seed=seed).mask(rng.random((8, n_vars)) < p_hidden)
+    if zeros:  # impossible evidence: a state of probability zero somewhere
+        for v in bn.variables:
+            rows.loc[rows.index[0], v] = bn.states[v][-1]
+    states, observed = bn._encode(rows)
+    cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    done, log_z, post = local.answer_local(bn._structure, cpts, states, observed,
+                                           max_work=max_work, splits=8)
+    assert done.all()
+    cols = _columns(bn)
+    for i in range(len(rows)):
+        w = evidence_mask(bn, rows.iloc[i])
+        z = w.sum()
+        with np.errstate(divide="ignore"):
+            assert log_z[i] == pytest.approx(np.log(z), abs=1e-10)
+        if z == 0:  # the engine raises for these rows; here they must stay finite
+            assert np.isfinite(post[i]).all()
+            continue
+        for j in range(n_vars):
+            ref = w.sum(axis=tuple(a for a in range(n_vars) if a != j)) / z
+            np.testing.assert_allclose(post[i, cols[j]:cols[j + 1]], ref, atol=1e-10)
+
+
+def test_costly_components_are_split_by_conditioning_or_left_to_the_plans():
+    bn = BayesNet.example("asia")
+    rows = bn.sample(30, seed=1)
+    rows.iloc[:10, :] = np.nan  # one component of all 8 variables: 256 states, 8 factors
+    rows.iloc[10:20, 0] = np.nan  # "asia" alone: 2 states, 2 factors
+    states, observed = bn._encode(rows)
+    cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    done, log_z, post = local.answer_local(bn._structure, cpts, states, observed,
+                                           max_work=2 * 2 * 2, splits=0)
+    assert not done[:10].any() and done[10:].all()
+    assert log_z.shape == (20,) and post.shape == (20, 16)
+    whole = local.answer_local(bn._structure, cpts, states, observed, max_work=1e9)
+    assert whole[0].all()
+    # conditioning on one variable at a time until every piece is cheap gives the same answers
+    split = local.answer_local(bn._structure, cpts, states, observed, max_work=4 * 4, splits=8)
+    assert split[0].all()
+    np.testing.assert_allclose(split[1], whole[1], atol=1e-12)
+    np.testing.assert_allclose(split[2], whole[2], atol=1e-12)
+    logz_only = local.answer_local(bn._structure, cpts, states, observed, max_work=4 * 4,
+                                   splits=8, posteriors=False)
+    np.testing.assert_allclose(logz_only[1], whole[1], atol=1e-12)
+    assert logz_only[2].shape == (30, 0)
+
+
+def test_engine_routes_rows_between_enumeration_and_plans(monkeypatch):
+    """Rows split between the two paths give the plans' answers, in the original row order."""
+    bn = BayesNet.example("alarm")
+    rng = np.random.default_rng(0)
+    rows = bn.sample(60, seed=0)
+    rows = rows.mask(rng.random(rows.shape) < np.linspace(0.05, 0.9, 60)[:, None])
+    monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", np.inf)  # plans only
+    ref, ref_ll = bn.marginals(rows), bn.log_likelihood(rows)
+    monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", 0)
+    states, observed = bn._encode(rows)
+    cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    cost = engine.LOCAL_WORK * engine.grouping.universal_flops(bn._structure)
+    done = local.answer_local(bn._structure, cpts, states, observed, max_work=cost)[0]
+    assert 5 < done.sum() < 55  # both paths are used
+    got, got_ll = bn.marginals(rows), bn.log_likelihood(rows)
+    for v in bn.variables:
+        np.testing.assert_allclose(got[v], ref[v], atol=1e-12)
+    np.testing.assert_allclose(got_ll, ref_ll, atol=1e-10)
+
+
+def test_impossible_rows_raise_through_the_public_api():
+    bn = BayesNet.example("alarm")
+    rows = bn.sample(5, seed=2)
+    rows.loc[:, "HYPOVOLEMIA"] = np.nan
+    # row 3 observes a family in a state combination of probability zero
+    var = next(v for v in bn.variables if (bn.cpd(v) == 0).any())
+    codes = np.argwhere(bn.cpd(var) == 0)[0]
+    for name, code in zip((var, *bn.parents(var)), codes, strict=True):
+        rows.loc[3, name] = bn.states[name][code]
+    ll = bn.log_likelihood(rows)
+    assert ll[3] == -np.inf and np.isfinite(np.delete(ll, 3)).all()
+    with pytest.raises(Exception, match="probability zero"):
+        bn.marginals(rows)
