@@ -139,9 +139,6 @@ class _Tables:
             self.in_scope[v, list(scope)] = True
         pairs = {(min(a, b), max(a, b)) for s in scopes for a in s for b in s if a != b}
         self.edges = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
-        self.edge_ends = np.zeros((len(self.edges), n), dtype=np.int32)  # [edge, variable]
-        self.edge_ends[np.arange(len(self.edges)), self.edges[:, 0]] = 1
-        self.edge_ends[np.arange(len(self.edges)), self.edges[:, 1]] = 1
         self.families_of = [np.flatnonzero(self.in_scope[:, u]) for u in range(n)]
         self.buckets: dict[int, _Bucket] = {}
         self.where: dict[bytes, tuple[int, int]] = {}  # set key -> (bucket size, id in bucket)
@@ -257,8 +254,10 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     # P(e) is the sum over copies and each posterior the copies' mixture weighted by P(e, x).
     hidden = ~observed[left]
     e = tables.edges
-    linked = (hidden[:, e[:, 0]] & hidden[:, e[:, 1]]).astype(np.int32)
-    degree = linked @ tables.edge_ends  # (R, n) hidden neighbours of each hidden variable
+    r, k = np.nonzero(hidden[:, e[:, 0]] & hidden[:, e[:, 1]])
+    n = hidden.shape[1]
+    ends = np.concatenate([r * n + e[k, 0], r * n + e[k, 1]])
+    degree = np.bincount(ends, minlength=hidden.size).reshape(hidden.shape)  # hidden neighbours
     pivot = np.argmax(np.where(hidden, degree, -1), axis=1)
     copies = tables.cards[pivot]
     owner = np.repeat(np.arange(left.size), copies)
