@@ -220,7 +220,8 @@ def _components(tables: _Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.ndarray,
                  observed: np.ndarray, max_work: float = float(MAX_TABLE) * 32,
-                 posteriors: bool = True, splits: int = MAX_SPLITS
+                 posteriors: bool = True, splits: int = MAX_SPLITS,
+                 focus: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact log P(e) and all posteriors for the rows whose hidden components are small.
 
@@ -234,6 +235,9 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
         factors is at most this; rows with a costlier one are left out (``done`` False).
     posteriors : False computes log P(e) only (``post`` then has no columns).
     splits : levels of conditioning allowed for rows with a costly component.
+    focus : (B, n) bool, optional. Only the components of these hidden variables are answered;
+        ``log_z`` then leaves out the other components' factors, and their posteriors stay 0
+        (used by the splitting: copies of a row re-answer its costly components only).
 
     Returns
     -------
@@ -242,23 +246,24 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     post : (D, sum of cards) posteriors of every variable side by side (one-hot where observed).
     """
     tables = _tables(structure, cpts, max_work)
-    done, log_z, post = _enumerate(tables, states, observed, posteriors)
+    done, log_z, post, costly = _enumerate(tables, states, observed, posteriors, focus)
     left = np.flatnonzero(~done)
     if not posteriors:
         post = post[:, :0]
     if splits <= 0 or not left.size:
         return done, log_z[done], post[done]
     # Rows with a costly component: condition on one of its variables, i.e. replace the row by
-    # one copy per state of that variable with the variable observed, and recurse. The copies'
-    # components are smaller (the variable is gone and what it linked often falls apart);
-    # P(e) is the sum over copies and each posterior the copies' mixture weighted by P(e, x).
-    hidden = ~observed[left]
+    # one copy per state of that variable with the variable observed, and answer the copies'
+    # costly components again (the variable is gone and what it linked often falls apart).
+    # With Z_x the copy's answer, P(e) = (this row's cheap part) * sum_x Z_x / (the constant
+    # factors, counted in both) and the costly variables' posteriors mix the copies' by Z_x.
+    costly = costly[left]
     e = tables.edges
-    r, k = np.nonzero(hidden[:, e[:, 0]] & hidden[:, e[:, 1]])
-    n = hidden.shape[1]
+    r, k = np.nonzero(costly[:, e[:, 0]] & costly[:, e[:, 1]])
+    n = costly.shape[1]
     ends = np.concatenate([r * n + e[k, 0], r * n + e[k, 1]])
-    degree = np.bincount(ends, minlength=hidden.size).reshape(hidden.shape)  # hidden neighbours
-    pivot = np.argmax(np.where(hidden, degree, -1), axis=1)
+    degree = np.bincount(ends, minlength=costly.size).reshape(costly.shape)  # costly neighbours
+    pivot = np.argmax(np.where(costly, degree, -1), axis=1)
     copies = tables.cards[pivot]
     owner = np.repeat(np.arange(left.size), copies)
     first = np.concatenate([[0], np.cumsum(copies)[:-1]])
@@ -268,7 +273,8 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     split_states[np.arange(owner.size), pivot[owner]] = value
     split_observed[np.arange(owner.size), pivot[owner]] = True
     sub_done, sub_log_z, sub_post = answer_local(
-        structure, cpts, split_states, split_observed, max_work, posteriors, splits - 1)
+        structure, cpts, split_states, split_observed, max_work, posteriors, splits - 1,
+        costly[owner])
     complete = np.logical_and.reduceat(sub_done, first)
     whole = np.flatnonzero(complete[owner])  # copies of rows whose every copy was answered
     # sub_* hold answered copies only: index them by rank among answered copies
@@ -276,34 +282,48 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     copy_log_z = sub_log_z[rank[whole]]
     group = owner[whole]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(group)) + 1]) if whole.size else whole
+    segment = np.searchsorted(starts, np.arange(whole.size), side="right") - 1
     top = np.maximum.reduceat(copy_log_z, starts) if whole.size else copy_log_z
     top = np.where(np.isfinite(top), top, 0.0)
-    weight = np.exp(copy_log_z - top[np.searchsorted(starts, np.arange(whole.size),
-                                                      side="right") - 1])
+    weight = np.exp(copy_log_z - top[segment])
     total = np.add.reduceat(weight, starts) if whole.size else weight
-    with np.errstate(divide="ignore"):
-        row_log_z = np.log(total) + top
     rows = left[complete]
-    log_z[rows] = row_log_z
+    constants = _constants(tables, states[rows], ~observed[rows])
+    with np.errstate(divide="ignore"):
+        # a copy whose constants are impossible (a pivot state ruled out) has P(e) = 0
+        log_z[rows] = np.where(np.isfinite(constants),
+                               log_z[rows] - np.where(np.isfinite(constants), constants, 0.0)
+                               + np.log(total) + top, -np.inf)
     if posteriors and whole.size:
-        share = weight / np.where(total > 0, total, 1.0)[np.searchsorted(
-            starts, np.arange(whole.size), side="right") - 1]
+        share = weight / np.where(total > 0, total, 1.0)[segment]
         mixed = np.add.reduceat(sub_post[rank[whole]] * share[:, None], starts, axis=0)
-        # observed variables are one-hot in every copy: keep them exactly 0 and 1
-        exact = observed[rows][:, tables.variable_of_column]
-        post[rows] = np.where(exact, np.round(mixed), mixed)
+        # columns of the costly variables come from the copies; the pivot is among them
+        replace = costly[complete][:, tables.variable_of_column]
+        post[rows] = np.where(replace, mixed, post[rows])
     done[rows] = True
     return done, log_z[done], post[done]
 
 
-def _enumerate(tables: _Tables, states: np.ndarray, observed: np.ndarray, posteriors: bool
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass of :func:`answer_local` without splitting: log P(e) and posteriors of all
-    rows (meaningful where ``done``), as full-length arrays."""
+def _constants(tables: _Tables, states: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Sum of the log CPT entries of the families with no hidden variable, per row."""
+    base = (states[:, tables.scope_vars] * tables.scope_strides).sum(-1) + tables.start
+    touched = (hidden[:, tables.scope_vars] & tables.scope_valid).any(-1)
+    return np.where(touched, 0.0, tables.flat_log[base]).sum(1)
+
+
+def _enumerate(tables: _Tables, states: np.ndarray, observed: np.ndarray, posteriors: bool,
+               focus: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass of :func:`answer_local` without splitting, over full-length arrays.
+
+    Returns ``done`` (B,), log_z (B,): the constants plus the cheap components' log
+    normalizers, posteriors (B, columns) with the cheap components filled in, and the mask
+    (B, n) of the variables in costly components (whose rows are not done).
+    """
     b, n = states.shape
     hidden = ~observed
     ncols = int(tables.columns[-1])
-    cell, label = _components(tables, hidden)
+    cell, label = _components(tables, hidden if focus is None else hidden & focus)
     comp_of_cell = np.unique(label, return_inverse=True)[1].reshape(-1)
     n_comp = int(comp_of_cell.max()) + 1 if cell.size else 0
     members = np.zeros((n_comp, n), dtype=bool)
@@ -318,19 +338,17 @@ def _enumerate(tables: _Tables, states: np.ndarray, observed: np.ndarray, poster
                for k, i in zip(map(bytes, distinct), first, strict=True)]
     bucket_of_set = np.array([s for s, _ in located], dtype=np.int64).reshape(-1)
     id_of_set = np.array([i for _, i in located], dtype=np.int64).reshape(-1)
-    too_big = np.zeros(b, dtype=bool)
-    too_big[comp_row[(id_of_set < 0)[set_of_comp]]] = True
-    done = ~too_big
-
-    # families with no hidden variable: constants of log P(e)
-    base = (states[:, tables.scope_vars] * tables.scope_strides).sum(-1) + tables.start
-    touched = (hidden[:, tables.scope_vars] & tables.scope_valid).any(-1)
-    log_z = np.where(touched, 0.0, tables.flat_log[base]).sum(1)
+    costly_comp = (id_of_set < 0)[set_of_comp]
+    costly = np.zeros((b, n), dtype=bool)
+    which, var = np.nonzero(members[costly_comp])
+    costly[comp_row[costly_comp][which], var] = True
+    done = ~costly.any(1)
+    log_z = _constants(tables, states, hidden)
     post = np.zeros((b, ncols + 1))  # the last column absorbs padded scatters
     rows_seen, vars_seen = np.nonzero(observed)
     post[rows_seen, tables.columns[vars_seen] + states[rows_seen, vars_seen]] = 1.0
 
-    keep = done[comp_row]
+    keep = ~costly_comp
     comp_bucket = bucket_of_set[set_of_comp]
     comp_id = id_of_set[set_of_comp]
     flat_states = states.ravel()
@@ -374,4 +392,4 @@ def _enumerate(tables: _Tables, states: np.ndarray, observed: np.ndarray, poster
     if cells:
         post.reshape(-1)[:] += np.bincount(np.concatenate(cells), np.concatenate(weights_out),
                                            minlength=post.size)
-    return done, log_z, post[:, :ncols]
+    return done, log_z, post[:, :ncols], costly

@@ -17,6 +17,7 @@ per structure and request.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import string
@@ -169,18 +170,23 @@ def compile_plan(structure: Structure, relevant: tuple[int, ...], absorbed: tupl
         size = {u: cards[u] for t in terms for u in t.free}
         path = _optimizer(optimize, len(terms))(sets, frozenset(output), size)
     work: list[tuple[tuple[int, ...], bool]] = [(t.free, t.batched) for t in terms]
+    # how many working operands hold each variable: a step keeps the variables still held
+    # elsewhere (or wanted as output), without rescanning every operand at every step
+    holders = collections.Counter(u for vars_, _ in work for u in vars_)
+    wanted = set(output)
     steps: list[Step] = []
     per_row = fixed = union_max = 0
     flops = 0.0
     for contraction in path:
         positions = tuple(sorted(contraction, reverse=True))
         ops = [work.pop(i) for i in positions]
-        keep = set(output).union(*(w[0] for w in work)) if work else set(output)
         union: list[int] = []
         for vars_, _ in ops:
+            holders.subtract(vars_)
             union.extend(u for u in vars_ if u not in union)
-        out = tuple(u for u in union if u in keep)
-        eliminated = tuple(u for u in union if u not in keep)
+        out = tuple(u for u in union if holders[u] > 0 or u in wanted)
+        eliminated = tuple(u for u in union if not (holders[u] > 0 or u in wanted))
+        holders.update(out)
         batched = any(b for _, b in ops)
         inputs = tuple(vars_ for vars_, _ in ops)
         batched_in = tuple(b for _, b in ops)
