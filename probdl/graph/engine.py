@@ -49,11 +49,11 @@ SMALL_WORK = 50_000_000
 # Up to this many rows without gradients, numpy replays the plan (microseconds per tiny einsum).
 NUMPY_ROWS = 4
 # Enumerating small components (local.py) pays off once the universal plan costs this many
-# multiply-adds per row (measured: child, 969, is faster through its plan; alarm, 2141, is
-# faster by enumeration). A component is enumerated while its padded table times its factors
-# is at most LOCAL_WORK times the plan's cost per row, and split by conditioning above that
-# (measured on 1,000 rows with 3-10 hidden: insurance 79 ms at 0.3, 126 ms at 1, 244 ms at 3;
-# alarm, hailfinder and andes within noise of each other).
+# multiply-adds per row (greedy path estimate; measured: child, 966, is faster through its
+# plan; alarm, 2577, is faster by enumeration). A component is enumerated while its padded
+# table times its factors is at most LOCAL_WORK times that cost, and split by conditioning
+# above it (measured on 1,000 rows with 3-10 hidden: insurance 79 ms at 0.3, 126 ms at 1,
+# 244 ms at 3 times the thorough plan's cost; alarm, hailfinder and andes within noise).
 LOCAL_MIN_FLOPS = 1500
 LOCAL_WORK = 0.3
 
@@ -200,7 +200,7 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     their small independent components (:mod:`probdl.graph.local`) where that is cheaper than
     the network's universal plan; the compiled plans take the rest.
     """
-    plan_cost = grouping.universal_flops(structure)
+    plan_cost = grouping.universal_flops(structure, "greedy")  # a quick estimate suffices
     if (mode in ("marginals", "logz") and not targets and not need_grad and not batch.soft
             and getattr(cpts, "arrays", None) is not None and plan_cost >= LOCAL_MIN_FLOPS):
         done, lz_local, post_local = answer_local(

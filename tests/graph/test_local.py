@@ -91,7 +91,7 @@ def test_engine_routes_rows_between_enumeration_and_plans(monkeypatch):
     monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", 0)
     states, observed = bn._encode(rows)
     cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
-    cost = engine.LOCAL_WORK * engine.grouping.universal_flops(bn._structure)
+    cost = engine.LOCAL_WORK * engine.grouping.universal_flops(bn._structure, "greedy")
     done = local.answer_local(bn._structure, cpts, states, observed, max_work=cost)[0]
     assert 5 < done.sum() < 55  # both paths are used
     got, got_ll = bn.marginals(rows), bn.log_likelihood(rows)
