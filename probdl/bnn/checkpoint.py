@@ -165,8 +165,13 @@ def load_model(
     return _build(payload, Path(path), expected).to(resolve_device(device))
 
 
-def save_training_state(path, model, optimizer, scheduler, epoch, result, best_state) -> Path:
-    """Everything ``train(resume=True)`` needs to continue after the given epoch."""
+def save_training_state(
+    path, model, optimizer, scheduler, epoch, result, best_state, averages=None
+) -> Path:
+    """Everything ``train(resume=True)`` needs to continue after the given epoch.
+
+    ``averages``: the running parameter averages of ``train(ema_decay=...)``, if any.
+    """
     obj = {
         "format": FORMAT + ".training",
         "version": VERSION,
@@ -179,6 +184,7 @@ def save_training_state(path, model, optimizer, scheduler, epoch, result, best_s
         "best_val_nll": float(result.best_val_nll),
         "best_state": {k: v.detach().cpu() for k, v in (best_state or {}).items()},
         "rng": torch.get_rng_state(),
+        "averages": None if averages is None else [a.detach().cpu() for a in averages],
     }
     return _write(obj, Path(path))
 
@@ -203,7 +209,9 @@ def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:
     optimizer.load_state_dict(obj["optimizer"])
     scheduler.load_state_dict(obj["scheduler"])
     best = {k: v.to(device) for k, v in obj["best_state"].items()} or None
+    averages = obj.get("averages")
     return {
+        "averages": None if averages is None else [a.to(device) for a in averages],
         "epoch": obj["epoch"],
         "history": obj["history"],
         "best_epoch": obj["best_epoch"],

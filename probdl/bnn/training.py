@@ -14,6 +14,7 @@ objective as ``pyro.infer.SVI`` without one optimizer per parameter tensor.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -95,6 +96,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     distributed: bool | None = None,
+    ema_decay: float = 0.0,
 ) -> TrainResult:
     """Fit a :class:`BayesianCNN` by SVI, or a baseline by MAP, on minibatches.
 
@@ -125,12 +127,19 @@ def train(
         takes its ``batch_size / world`` share (DistributedSampler order), gradients are
         averaged over ranks (the KL counted once), rank 0 alone writes checkpoints and
         shows progress. See docs/scaling.md.
+    ema_decay : Polyak averaging of the iterates (0: off). After every step an exponential
+        moving average ``avg = ema_decay * avg + (1 - ema_decay) * param`` of every trainable
+        parameter (the posterior means and scales included) is updated; validation, the
+        best-epoch choice and the returned model use the averages, which smooths the
+        step-to-step noise of SVI (Polyak and Juditsky 1992; Izmailov et al. 2018).
     """
     if epochs < 1 or batch_size < 1 or lr <= 0 or num_particles < 1 or val_samples < 1:
         raise ModelError(
             "epochs, batch_size, num_particles and val_samples must be >= 1 and lr > 0; got "
             f"{epochs}, {batch_size}, {num_particles}, {val_samples}, lr={lr}."
         )
+    if not 0.0 <= ema_decay < 1.0:
+        raise ModelError(f"ema_decay must lie in [0, 1) (0: no averaging), got {ema_decay}.")
     if lr_schedule not in SCHEDULES:
         raise ModelError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}.")
     if resume and checkpoint_dir is None:
@@ -174,6 +183,8 @@ def train(
 
     result = TrainResult()
     best_state: dict[str, torch.Tensor] | None = None
+    params = [p for p in model.parameters() if p.requires_grad]
+    averages: list[torch.Tensor] | None = None
     start_epoch = 0
     ckpt_path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     torch.manual_seed(seed)
@@ -183,6 +194,12 @@ def train(
         result.history = state["history"]
         result.best_epoch, result.best_val_nll = state["best_epoch"], state["best_val_nll"]
         best_state = state["best_state"]
+        averages = state["averages"] if ema_decay > 0 else None
+        if averages is not None and [a.shape for a in averages] != [p.shape for p in params]:
+            raise CheckpointError(
+                f"{ckpt_path}: its parameter averages do not fit this model; resume with the "
+                "same model settings or use another checkpoint_dir."
+            )
         torch.set_rng_state(state["rng"])
     ddp.broadcast_parameters(model)
 
@@ -211,6 +228,8 @@ def train(
                 ddp.all_reduce_gradients(model)
                 optimizer.step()
                 scheduler.step()
+                if ema_decay > 0:
+                    averages = _update_averages(averages, params, ema_decay)
                 total += loss.detach() * len(idx)
         train_loss = ddp.sum_scalar(float(total)) / (len(order) * ddp.world_size())
         if not math.isfinite(train_loss):
@@ -221,30 +240,31 @@ def train(
         model.eval()
         row = {"epoch": epoch + 1, "loss": train_loss, "kl_weight": kl_weight}
         row["lr"] = optimizer.param_groups[0]["lr"]
-        if x_val is not None:
-            row["val_nll"], row["val_accuracy"] = ddp.mean_over_shards(
-                _nll_accuracy, model, x_val, y_val, val_samples)
-        row["seconds"] = time.perf_counter() - t0
-        result.history.append(row)
-        score = row.get("val_nll", -epoch)
-        if score < result.best_val_nll or best_state is None:
-            result.best_val_nll, result.best_epoch = score, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            stale = 0
-        else:
-            stale += 1
+        with _averaged(params, averages):  # validate and keep the averages, if any
+            if x_val is not None:
+                row["val_nll"], row["val_accuracy"] = ddp.mean_over_shards(
+                    _nll_accuracy, model, x_val, y_val, val_samples)
+            row["seconds"] = time.perf_counter() - t0
+            result.history.append(row)
+            score = row.get("val_nll", -epoch)
+            if score < result.best_val_nll or best_state is None:
+                result.best_val_nll, result.best_epoch = score, epoch + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                stale = 0
+            else:
+                stale += 1
         bar.set_postfix(
             loss=f"{train_loss:.4f}", val_acc=f"{row.get('val_accuracy', math.nan):.3f}"
         )
         if ckpt_path is not None and ddp.is_writer():
             save_training_state(
-                ckpt_path, model, optimizer, scheduler, epoch + 1, result, best_state
+                ckpt_path, model, optimizer, scheduler, epoch + 1, result, best_state, averages
             )
         if patience is not None and x_val is not None and stale >= patience:
             result.stopped_early = True
             break
     bar.close()
-    if best_state is not None and x_val is not None:
+    if best_state is not None and (x_val is not None or averages is not None):
         model.load_state_dict(copy.copy(best_state))
     if x_val is None:
         result.best_val_nll = math.nan
@@ -253,6 +273,36 @@ def train(
     if checkpoint_dir is not None and ddp.is_writer():
         model.save(Path(checkpoint_dir) / "model.pt")
     return result
+
+
+def _update_averages(
+    averages: list[torch.Tensor] | None, params: list[torch.Tensor], decay: float
+) -> list[torch.Tensor]:
+    """One step of the exponential moving average; the first step starts it at the iterate."""
+    if averages is None:
+        return [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for avg, p in zip(averages, params, strict=True):
+            avg.lerp_(p.detach(), 1.0 - decay)
+    return averages
+
+
+@contextlib.contextmanager
+def _averaged(params: list[torch.Tensor], averages: list[torch.Tensor] | None):
+    """Hold the averaged parameters in the model for the block, then the iterates again."""
+    if averages is None:
+        yield
+        return
+    iterates = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, avg in zip(params, averages, strict=True):
+            p.copy_(avg)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, it in zip(params, iterates, strict=True):
+                p.copy_(it)
 
 
 def _epoch_augment(augment: Any, seed: int, epoch: int) -> Any:

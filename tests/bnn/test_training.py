@@ -70,6 +70,52 @@ def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypat
     assert (tmp_path / "b" / "model.pt").exists()
 
 
+def test_ema_decay_returns_the_moving_average_of_the_iterates(small_digits, monkeypatch):
+    tr, _, _ = small_digits
+    model = BayesianCNN(1, 10, (8, 8), **TINY)
+    iterates = []
+    real_step = torch.optim.Adam.step
+
+    def step_and_record(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        iterates.append([p.detach().clone() for p in model.parameters()])
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_and_record)
+    train(model, tr, None, epochs=2, batch_size=100, lr=1e-2, ema_decay=0.6, progress=False)
+    assert len(iterates) == 8  # 400 examples in batches of 100, two epochs
+    expected = iterates[0]
+    for it in iterates[1:]:  # avg <- 0.6 avg + 0.4 iterate, written out by hand
+        expected = [0.6 * e + 0.4 * p for e, p in zip(expected, it, strict=True)]
+    for got, want, last in zip(model.parameters(), expected, iterates[-1], strict=True):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+        if got.numel():
+            assert not torch.allclose(got.detach(), last)  # the average, not the last iterate
+
+
+def test_resume_with_ema_decay_continues_the_averages(small_digits, tmp_path, monkeypatch):
+    tr, va, _ = small_digits
+    kw = {"epochs": 3, "lr": 1e-2, "ema_decay": 0.9, "progress": False}
+    straight = BayesianCNN(1, 10, (8, 8), **TINY)
+    train(straight, tr, va, checkpoint_dir=tmp_path / "a", **kw)
+    real_save = training.save_training_state
+
+    def save_then_die(path, model, optimizer, scheduler, epoch, *rest):
+        real_save(path, model, optimizer, scheduler, epoch, *rest)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_training_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(BayesianCNN(1, 10, (8, 8), **TINY), tr, va, checkpoint_dir=tmp_path / "b", **kw)
+    monkeypatch.setattr(training, "save_training_state", real_save)
+    resumed = BayesianCNN(1, 10, (8, 8), **TINY)
+    train(resumed, tr, va, checkpoint_dir=tmp_path / "b", resume=True, **kw)
+    after = resumed.state_dict()
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(value, after[name])
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(small_digits, tmp_path):
     tr, va, _ = small_digits
     train(
@@ -148,6 +194,8 @@ def test_bad_training_input(small_digits):
         train(model, tr, va, epochs=0)
     with pytest.raises(ModelError, match="checkpoint_dir"):
         train(model, tr, va, resume=True)
+    with pytest.raises(ModelError, match="ema_decay"):
+        train(model, tr, va, ema_decay=1.0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
