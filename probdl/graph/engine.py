@@ -56,6 +56,10 @@ NUMPY_ROWS = 4
 # 244 ms at 3 times the thorough plan's cost; alarm, hailfinder and andes within noise).
 LOCAL_MIN_FLOPS = 1500
 LOCAL_WORK = 0.3
+# ... and at most this much (a component's enumeration grows with its table, a plan's per-row
+# cost with the network's width; measured, 1,000 rows: water 1,815 ms uncapped -> 138 ms at
+# 3,000, insurance 84 -> 55 ms, pathfinder, andes, alarm, hailfinder unchanged within noise).
+LOCAL_MAX_WORK = 4000.0
 
 
 @dataclass
@@ -204,7 +208,8 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     if (mode in ("marginals", "logz") and not targets and not need_grad and not batch.soft
             and getattr(cpts, "arrays", None) is not None and plan_cost >= LOCAL_MIN_FLOPS):
         done, lz_local, post_local = answer_local(
-            structure, cpts, batch.states, batch.observed, max_work=LOCAL_WORK * plan_cost,
+            structure, cpts, batch.states, batch.observed,
+            max_work=min(LOCAL_WORK * plan_cost, LOCAL_MAX_WORK),
             posteriors=mode == "marginals")
         if done.any():
             return _merge_local(structure, cpts, batch, mode, memory_budget, optimize, done,

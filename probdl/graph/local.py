@@ -48,7 +48,7 @@ _CHUNK_ELEMS = 2_000_000
 _LOG_SAFE = -600.0
 # Levels of conditioning on one variable (each multiplies a row by that variable's states)
 # before a row with a costly component is left to the compiled plans.
-MAX_SPLITS = 3
+MAX_SPLITS = 4
 
 
 @dataclass
