@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -46,6 +47,9 @@ MAX_TABLE = 65536
 _CHUNK_ELEMS = 2_000_000
 # Products of factors stay in probability space while they cannot fall below exp(-600).
 _LOG_SAFE = -600.0
+# Components with fewer (variable, table entry) pairs than this add into the posteriors in
+# one bincount over all of them; larger ones sum into a small table each first.
+_SMALL_TABLE = 256
 # Levels of conditioning on one variable (each multiplies a row by that variable's states)
 # before a row with a costly component is left to the compiled plans.
 MAX_SPLITS = 4
@@ -59,7 +63,9 @@ class _Component:
     offsets: np.ndarray  # (F, J): flat index of each factor at each joint state, minus the base
     observed_vars: np.ndarray  # (F, P): observed scope variables of each factor (0 = padding)
     observed_strides: np.ndarray  # (F, P): their strides in that factor's CPT (0 = padding)
-    columns: np.ndarray  # (k, J): output column of each variable of S at each joint state
+    states: np.ndarray  # (k, J): state of each variable of S at each joint state
+    first_columns: np.ndarray  # (k,): output column of each variable's first state
+    cards: np.ndarray  # (k,)
 
 
 @dataclass
@@ -77,28 +83,43 @@ class _Bucket:
         self.ids[key] = len(self.members)
         self.members.append(comp)
         self.factors = max(self.factors, comp.offsets.shape[0])
-        self.slots = max(self.slots, comp.columns.shape[0])
+        self.slots = max(self.slots, len(comp.cards))
         self.stacked = None
         return self.ids[key]
 
     def arrays(self, dummy_column: int) -> tuple[np.ndarray, ...]:
-        """(offsets, observed vars, observed strides, columns, valid), one row per member."""
+        """(offsets, observed vars, observed strides, cells, columns, cell columns, valid).
+
+        ``cells`` (m, k, J) numbers each (variable slot, state) of a member's table entries
+        locally (slot * max card + state; padding goes to one spare cell at the end), so the
+        posteriors are sums into a small table per component; ``columns`` (m, cells) maps
+        those local cells to output columns (padding to ``dummy_column``).
+        """
         if self.stacked is None:
             m, f, j, k = len(self.members), self.factors, self.size, self.slots
             p = self.members[0].observed_vars.shape[1]
+            width = max(int(c.cards.max()) for c in self.members)
+            spare = k * width
             offsets = np.zeros((m, f, j), dtype=np.int64)  # padding reads entry 0: log 1
             obs_vars = np.zeros((m, f, p), dtype=np.int64)
             obs_strides = np.zeros((m, f, p), dtype=np.int64)
-            columns = np.full((m, k, j), dummy_column, dtype=np.int64)
+            cells = np.full((m, k, j), spare, dtype=np.int64)
+            columns = np.full((m, spare + 1), dummy_column, dtype=np.int64)
             valid = np.zeros((m, j), dtype=bool)
             for i, c in enumerate(self.members):
                 nf, nj = c.offsets.shape
+                nk = len(c.cards)
                 offsets[i, :nf, :nj] = c.offsets
                 obs_vars[i, :nf] = c.observed_vars
                 obs_strides[i, :nf] = c.observed_strides
-                columns[i, :c.columns.shape[0], :nj] = c.columns
+                cells[i, :nk, :nj] = np.arange(nk)[:, None] * width + c.states
+                for slot in range(nk):
+                    columns[i, slot * width:slot * width + c.cards[slot]] = (
+                        c.first_columns[slot] + np.arange(c.cards[slot]))
                 valid[i, :nj] = True
-            self.stacked = (offsets, obs_vars, obs_strides, columns, valid)
+            # the output column of each (slot, table entry), for tables summed by bincount
+            cell_columns = np.take_along_axis(columns, cells.reshape(m, -1), 1).reshape(m, k, j)
+            self.stacked = (offsets, obs_vars, obs_strides, cells, columns, cell_columns, valid)
         return self.stacked
 
 
@@ -162,8 +183,8 @@ class _Tables:
                 else:
                     obs_vars[i, p], obs_strides[i, p] = u, stride
                     p += 1
-        columns = self.columns[variables][:, None] + joint
-        return _Component(size, offsets, obs_vars, obs_strides, columns)
+        return _Component(size, offsets, obs_vars, obs_strides, joint, self.columns[variables],
+                          cards)
 
     def locate(self, key: bytes, variables: np.ndarray) -> tuple[int, int]:
         """(bucket size, id in bucket) of a set of hidden variables; built on first sight.
@@ -352,12 +373,13 @@ def _enumerate(tables: _Tables, states: np.ndarray, observed: np.ndarray, poster
     comp_bucket = bucket_of_set[set_of_comp]
     comp_id = id_of_set[set_of_comp]
     flat_states = states.ravel()
-    z_rows, z_logs, cells, weights_out = [], [], [], []
+    z_rows, z_logs, out_cells, out_weights = [], [], [], []
+    flat_post = post.reshape(-1)
     for size, bucket in tables.buckets.items():
         chosen = np.flatnonzero(keep & (comp_bucket == size))
         if not chosen.size:
             continue
-        offsets, obs_vars, obs_strides, columns, valid = bucket.arrays(ncols)
+        offsets, obs_vars, obs_strides, cells, columns, cell_columns, valid = bucket.arrays(ncols)
         # a product of this many factors cannot underflow unless CPT entries are tiny
         in_logs = bucket.factors * tables.log_floor < _LOG_SAFE
         step = max(1, _CHUNK_ELEMS // (bucket.factors * bucket.size))
@@ -384,12 +406,22 @@ def _enumerate(tables: _Tables, states: np.ndarray, observed: np.ndarray, poster
             z_rows.append(rows)
             if not posteriors:
                 continue
-            cell = rows[:, None, None] * (ncols + 1) + columns[ids]  # (C, k, J)
-            cells.append(cell.ravel())
-            weights_out.append(np.broadcast_to(weights[:, None, :], cell.shape).ravel())
+            if bucket.size * bucket.slots < _SMALL_TABLE:  # summed below, in one call
+                out_cells.append((rows[:, None, None] * (ncols + 1) + cell_columns[ids]).ravel())
+                out_weights.append(np.broadcast_to(
+                    weights[:, None, :], (len(part), bucket.slots, bucket.size)).ravel())
+                continue
+            # large tables: sum each component's table into its own (slot, state) cells (a
+            # scatter into a small table per component is much faster than into the whole
+            # output), then put those cells in place: no two components share a column
+            local = torch.from_numpy(cells[ids].reshape(len(part), -1))
+            spread = torch.from_numpy(weights)[:, None, :].expand(-1, bucket.slots, -1)
+            sums = torch.zeros(len(part), columns.shape[1], dtype=torch.float64)
+            sums.scatter_add_(1, local, spread.reshape(len(part), -1))
+            flat_post[rows[:, None] * (ncols + 1) + columns[ids]] = sums.numpy()
     if z_rows:
         log_z += np.bincount(np.concatenate(z_rows), np.concatenate(z_logs), minlength=b)
-    if cells:
-        post.reshape(-1)[:] += np.bincount(np.concatenate(cells), np.concatenate(weights_out),
-                                           minlength=post.size)
+    if out_cells:
+        flat_post += np.bincount(np.concatenate(out_cells), np.concatenate(out_weights),
+                                 minlength=flat_post.size)
     return done, log_z, post[:, :ncols], costly
