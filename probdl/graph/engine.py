@@ -280,6 +280,10 @@ def _run_plans(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch,
         output = targets if mode == "joint" else ()
         # the universal plan serves every later batch of this network: search its path harder
         how = "thorough" if pattern is None and optimize == "greedy" else optimize
+        if how == "greedy" and len(rows) <= NUMPY_ROWS:
+            # a plan for a few rows: compiling it dominates, and the network's fixed
+            # elimination order needs no path search (its paths cost more, but tiny ones)
+            how = "static"
         plan = compile_plan(structure, relevant, absorbed, lambdas, output, how)
         map_plan = None
         if mode == "map":
