@@ -34,6 +34,7 @@ from probdl.graph.counts import (
     unique_rows,
 )
 from probdl.graph.engine import single_thread
+from probdl.graph.local import expected_counts
 
 __all__ = ["fit"]
 
@@ -192,6 +193,9 @@ class _Estep:
                  template: Any = None):
         self.spec = spec
         self.network = BatchedNetwork(spec)
+        # rows whose hidden variables form small independent components are counted by
+        # enumeration (local.py); which rows those are depends on the structure only
+        self.local, unique, weight = _local_rows(spec, unique, weight)
         _, inverse, sizes = np.unique(unique < 0, axis=0, return_inverse=True,
                                       return_counts=True)
         inverse = inverse.reshape(-1)
@@ -229,6 +233,14 @@ class _Estep:
         counts = {v: np.zeros(self.spec.shape(v)) for v in names}
         rescale = needs_rescaling([cpts[v] for v in names])
         loglik = 0.0
+        if self.local is not None:
+            tables, states, observed, weight = self.local
+            tables.set_cpts([cpts[v] for v in names])
+            _, log_z, flat = expected_counts(tables, states, observed, weight)
+            loglik += float(np.dot(weight, log_z))
+            for j, v in enumerate(names):
+                size = counts[v].size
+                counts[v] += flat[tables.start[j]:tables.start[j] + size].reshape(counts[v].shape)
         for b, (codes, weight, kind) in enumerate(self.blocks):
             theta = [torch.tensor(cpts[v], requires_grad=need_counts) for v in names]
             with torch.set_grad_enabled(need_counts):
@@ -245,6 +257,30 @@ class _Estep:
                 "rules out); use prior > 0 so no CPT entry is exactly zero"
             )
         return counts, loglik
+
+
+def _local_rows(spec: NetSpec, unique: np.ndarray, weight: np.ndarray):
+    """((tables, states, observed, weights) of the rows the enumeration answers, or None;
+    the other rows and weights)."""
+    from probdl.graph import engine, grouping
+    from probdl.graph.local_tables import Tables
+    from probdl.graph.plan import Structure
+
+    index = {v: j for j, v in enumerate(spec.variables)}
+    structure = Structure(tuple(len(spec.states[v]) for v in spec.variables),
+                          tuple(tuple(index[p] for p in spec.parents[v]) for v in spec.variables))
+    if not len(unique) or (unique >= 0).all():
+        return None, unique, weight
+    max_work = min(engine.LOCAL_WORK * grouping.universal_flops(structure, "greedy"),
+                   engine.LOCAL_MAX_WORK)
+    uniform = [np.full(spec.shape(v), 1.0 / spec.shape(v)[0]) for v in spec.variables]
+    tables = Tables(structure, uniform, max_work)
+    states, observed = np.maximum(unique, 0), unique >= 0
+    done = expected_counts(tables, states, observed, weight)[0]
+    if not done.any():
+        return None, unique, weight
+    local = (tables, states[done], observed[done], weight[done])
+    return local, unique[~done], weight[~done]
 
 
 def _pattern_engine(template: Any, spec: NetSpec):

@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import connected_components
 from .local_tables import MAX_TABLE, Tables, tables_for
 from .plan import Structure
 
-__all__ = ["MAX_SPLITS", "answer_local"]
+__all__ = ["MAX_SPLITS", "answer_local", "expected_counts"]
 
 # Padded gather work per chunk (elements): bounds the memory of one numpy call.
 _CHUNK_ELEMS = 2_000_000
@@ -157,14 +157,37 @@ def _constants(tables: Tables, states: np.ndarray, hidden: np.ndarray) -> np.nda
     return np.where(touched, 0.0, tables.flat_log[base]).sum(1)
 
 
+def expected_counts(tables: Tables, states: np.ndarray, observed: np.ndarray,
+                    weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """EM's E-step for the rows whose hidden components are all cheap (no splitting).
+
+    Parameters
+    ----------
+    tables : from :func:`~probdl.graph.local_tables.tables_for`, with the current CPTs put in
+        by ``tables.set_cpts``.
+    states, observed : (B, n) hard evidence; weights : (B,) row multiplicities.
+
+    Returns
+    -------
+    done : bool (B,); log_z : (D,) log P(row) of the done rows; counts : the expected counts of
+    every CPT entry over the done rows, weighted, laid out like ``tables.flat_log`` (entry 0
+    is padding): sum_r w_r P(family config | row r) at each family's flat index.
+    """
+    counts = np.zeros_like(tables.flat_log)
+    done, log_z, _, _ = _enumerate(tables, states, observed, False, None, weights, counts)
+    return done, log_z[done], counts
+
+
 def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteriors: bool,
-               focus: np.ndarray | None
+               focus: np.ndarray | None, count_weights: np.ndarray | None = None,
+               counts: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One pass of :func:`answer_local` without splitting, over full-length arrays.
 
     Returns ``done`` (B,), log_z (B,): the constants plus the cheap components' log
     normalizers, posteriors (B, columns) with the cheap components filled in, and the mask
-    (B, n) of the variables in costly components (whose rows are not done).
+    (B, n) of the variables in costly components (whose rows are not done). With
+    ``count_weights``, expected family counts of the done rows are added into ``counts``.
     """
     b, n = states.shape
     hidden = ~observed
@@ -190,6 +213,12 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     costly[comp_row[costly_comp][which], var] = True
     done = ~costly.any(1)
     log_z = _constants(tables, states, hidden)
+    if counts is not None:  # fully observed families count once per (done) row
+        base = (states[:, tables.scope_vars] * tables.scope_strides).sum(-1) + tables.start
+        touched = (hidden[:, tables.scope_vars] & tables.scope_valid).any(-1)
+        use = ~touched & done[:, None]
+        counts += np.bincount(base[use], np.broadcast_to(count_weights[:, None], use.shape)[use],
+                              minlength=counts.size)
     post = np.zeros((b, ncols + 1))  # the last column absorbs padded scatters
     rows_seen, vars_seen = np.nonzero(observed)
     post[rows_seen, tables.columns[vars_seen] + states[rows_seen, vars_seen]] = 1.0
@@ -229,6 +258,13 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
             with np.errstate(divide="ignore"):
                 z_logs.append((np.log(z) + top)[:, 0])
             z_rows.append(rows)
+            if counts is not None:
+                # each factor's entry at each joint state gets that state's posterior
+                # (padded factors hit entry 0, padded states weigh nothing)
+                mine = done[rows]
+                share = weights[mine] * count_weights[rows[mine]][:, None]
+                counts += np.bincount(index[mine].ravel(), np.broadcast_to(
+                    share[:, None, :], index[mine].shape).ravel(), minlength=counts.size)
             if not posteriors:
                 continue
             if bucket.size * bucket.slots < _SMALL_TABLE:  # summed below, in one call

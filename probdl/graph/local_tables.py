@@ -114,14 +114,8 @@ class Tables:
         self.scope_vars = np.zeros((n, width), dtype=np.int64)
         self.scope_strides = np.zeros((n, width), dtype=np.int64)
         self.strides: list[dict[int, int]] = []
-        with np.errstate(divide="ignore"):
-            # entry 0 holds log 1: padded factors read it
-            logs = [np.zeros(1)] + [np.log(np.asarray(c, dtype=np.float64)).ravel() for c in cpts]
-        sizes = np.array([x.size for x in logs])
-        self.flat_log = np.concatenate(logs)
-        self.flat_prob = np.exp(self.flat_log)
-        positive = self.flat_log[np.isfinite(self.flat_log)]
-        self.log_floor = float(positive.min()) if positive.size else 0.0
+        self.set_cpts(cpts)
+        sizes = np.array([1] + [np.asarray(c).size for c in cpts])
         self.start = np.cumsum(sizes)[:-1]
         for v, scope in enumerate(scopes):
             shape = [structure.cards[u] for u in scope]
@@ -141,6 +135,17 @@ class Tables:
         self.buckets: dict[int, _Bucket] = {}
         self.where: dict[bytes, tuple[int, int]] = {}  # set key -> (bucket size, id in bucket)
         self.width = width
+
+    def set_cpts(self, cpts: Sequence[np.ndarray]) -> None:
+        """Put new CPT values in (same shapes): the index tables depend on the structure only,
+        so EM reuses them across iterations."""
+        with np.errstate(divide="ignore"):
+            # entry 0 holds log 1: padded factors read it
+            logs = [np.zeros(1)] + [np.log(np.asarray(c, dtype=np.float64)).ravel() for c in cpts]
+        self.flat_log = np.concatenate(logs)
+        self.flat_prob = np.exp(self.flat_log)
+        positive = self.flat_log[np.isfinite(self.flat_log)]
+        self.log_floor = float(positive.min()) if positive.size else 0.0
 
     def component(self, variables: np.ndarray) -> _Component:
         cards = self.cards[variables]

@@ -116,8 +116,10 @@ def test_bayes_matches_pgmpy_bayesian_estimator(prior_type):
         np.testing.assert_allclose(em.cpd(v), fitted.cpd(v), atol=1e-10)
 
 
+@pytest.mark.parametrize("enumeration", [True, False])
 @pytest.mark.parametrize("layout", ["holes at random", "latent only", "mixed"])
-def test_em_with_latent_and_holes_matches_brute_force_em(layout):
+def test_em_with_latent_and_holes_matches_brute_force_em(layout, enumeration, monkeypatch):
+    from probdl.graph import em as em_module
     from probdl.graph.em import _Estep
 
     truth = _random_net(4)
@@ -127,10 +129,14 @@ def test_em_with_latent_and_holes_matches_brute_force_em(layout):
             "mixed": pd.concat([holed, latent_only], ignore_index=True)}[layout]
     spec = NetSpec.from_network(truth)
     unique, weight = unique_rows(encode_rows(rows, spec, ["H"]))
-    kinds = {kind for *_, kind in _Estep(spec, unique, weight, 4096, truth).blocks}
-    # rows of a widely shared pattern go through the engine's per-pattern contraction
-    assert kinds == {"holes at random": {"free"}, "latent only": {"pattern"},
-                     "mixed": {"free", "pattern"}}[layout]
+    if enumeration:  # rows with cheap components are counted by enumeration, the rest not
+        estep = _Estep(spec, unique, weight, 4096, truth)
+        assert estep.local is not None and len(estep.local[1]) > 0
+    else:  # the contractions: rows of a widely shared pattern get a per-pattern one
+        monkeypatch.setattr(em_module, "_local_rows", lambda spec, u, w: (None, u, w))
+        kinds = {kind for *_, kind in _Estep(spec, unique, weight, 4096, truth).blocks}
+        assert kinds == {"holes at random": {"free"}, "latent only": {"pattern"},
+                         "mixed": {"free", "pattern"}}[layout]
     start = _random_net(6)
     fitted = truth.fit(rows, latent={"H": 2}, init=start, prior=0.5, max_iter=5, tol=0.0)
     current = start
