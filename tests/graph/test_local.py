@@ -143,3 +143,19 @@ def test_expected_counts_match_enumeration(seed, n_vars):
         np.testing.assert_allclose(got, ref, atol=1e-10)
     ll = np.array([np.log(evidence_mask(bn, rows.iloc[i]).sum()) for i in range(len(rows))])
     np.testing.assert_allclose(log_z, ll, atol=1e-10)
+
+
+def test_rows_are_enumerated_in_blocks_that_fit_the_memory_budget(monkeypatch):
+    bn = BayesNet.example("alarm")
+    rows = bn.sample(50, seed=3).mask(np.random.default_rng(3).random((50, 37)) < 0.15)
+    whole, whole_ll = bn.marginals(rows), bn.log_likelihood(rows)
+    calls = []
+    answer = engine.answer_local
+    monkeypatch.setattr(engine, "answer_local",
+                        lambda *a, **k: calls.append(len(a[2])) or answer(*a, **k))
+    bn.memory_budget = 37 * engine.LOCAL_BYTES_PER_CELL * 8  # eight rows per block
+    blocks, blocks_ll = bn.marginals(rows), bn.log_likelihood(rows)
+    assert calls[:7] == [8] * 6 + [2]
+    for v in bn.variables:
+        np.testing.assert_allclose(blocks[v], whole[v], atol=1e-12)
+    np.testing.assert_allclose(blocks_ll, whole_ll, atol=1e-12)
