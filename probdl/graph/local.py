@@ -22,7 +22,9 @@ variable), so each one's table can simply be enumerated: a gather from the flatt
 a sum over its factors, a normalization. All components of all rows are done together, padded
 into a few buckets by table size, so one call costs a fixed number of numpy operations instead
 of a contraction of the whole network per row, and nothing is compiled per evidence pattern.
-Rows with a component larger than ``max_table`` entries are left to the compiled plans.
+A component whose enumeration would cost too much is split by conditioning on one of its
+variables (see :func:`answer_local`); rows still too costly are left to the compiled plans.
+The same tables give EM's expected family counts (:func:`expected_counts`).
 """
 
 from __future__ import annotations
@@ -150,10 +152,18 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     return done, log_z[done], post[done]
 
 
-def _constants(tables: Tables, states: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-    """Sum of the log CPT entries of the families with no hidden variable, per row."""
+def _families(tables: Tables, states: np.ndarray, hidden: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(B, n): each family's flat CPT index at the row's states, and whether it has a hidden
+    variable (where the index is meaningless)."""
     base = (states[:, tables.scope_vars] * tables.scope_strides).sum(-1) + tables.start
     touched = (hidden[:, tables.scope_vars] & tables.scope_valid).any(-1)
+    return base, touched
+
+
+def _constants(tables: Tables, states: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Sum of the log CPT entries of the families with no hidden variable, per row."""
+    base, touched = _families(tables, states, hidden)
     return np.where(touched, 0.0, tables.flat_log[base]).sum(1)
 
 
@@ -214,8 +224,7 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     done = ~costly.any(1)
     log_z = _constants(tables, states, hidden)
     if counts is not None:  # fully observed families count once per (done) row
-        base = (states[:, tables.scope_vars] * tables.scope_strides).sum(-1) + tables.start
-        touched = (hidden[:, tables.scope_vars] & tables.scope_valid).any(-1)
+        base, touched = _families(tables, states, hidden)
         use = ~touched & done[:, None]
         counts += np.bincount(base[use], np.broadcast_to(count_weights[:, None], use.shape)[use],
                               minlength=counts.size)
