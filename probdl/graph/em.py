@@ -34,7 +34,7 @@ from probdl.graph.counts import (
     unique_rows,
 )
 from probdl.graph.engine import single_thread
-from probdl.graph.local import expected_counts
+from probdl.graph.local import answerable, expected_counts
 
 __all__ = ["fit"]
 
@@ -276,7 +276,7 @@ def _local_rows(spec: NetSpec, unique: np.ndarray, weight: np.ndarray):
     uniform = [np.full(spec.shape(v), 1.0 / spec.shape(v)[0]) for v in spec.variables]
     tables = Tables(structure, uniform, max_work)
     states, observed = np.maximum(unique, 0), unique >= 0
-    done = expected_counts(tables, states, observed, weight)[0]
+    done = answerable(tables, observed)
     if not done.any():
         return None, unique, weight
     local = (tables, states[done], observed[done], weight[done])

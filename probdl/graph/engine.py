@@ -247,7 +247,7 @@ def _merge_local(structure, cpts, batch, mode, memory_budget, optimize, done, lz
             log_z[torch.from_numpy(rest)] = answer.cpu()
     if mode == "logz":
         return log_z
-    offsets = np.concatenate([[0], np.cumsum(structure.cards)]).tolist()
+    offsets = _columns(structure, "cpu")[0]
     return log_z, [post[:, offsets[v]:offsets[v + 1]] for v in range(len(structure.cards))]
 
 

@@ -39,7 +39,7 @@ from scipy.sparse.csgraph import connected_components
 from .local_tables import MAX_TABLE, Tables, tables_for
 from .plan import Structure
 
-__all__ = ["MAX_SPLITS", "answer_local", "expected_counts"]
+__all__ = ["MAX_SPLITS", "answer_local", "answerable", "expected_counts"]
 
 # Padded gather work per chunk (elements): bounds the memory of one numpy call.
 _CHUNK_ELEMS = 2_000_000
@@ -167,6 +167,42 @@ def _constants(tables: Tables, states: np.ndarray, hidden: np.ndarray) -> np.nda
     return np.where(touched, 0.0, tables.flat_log[base]).sum(1)
 
 
+def _layout(tables: Tables, hidden: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The components of every row's hidden cells and where their index tables are.
+
+    Returns, per component, its row, its bucket size and its id in the bucket (-1: too costly
+    to enumerate), and the (B, n) mask of the variables in costly components.
+    """
+    b, n = hidden.shape
+    cell, label = _components(tables, hidden)
+    comp_of_cell = np.unique(label, return_inverse=True)[1].reshape(-1)
+    n_comp = int(comp_of_cell.max()) + 1 if cell.size else 0
+    members = np.zeros((n_comp, n), dtype=bool)
+    members[comp_of_cell, cell % n] = True
+    comp_row = np.zeros(n_comp, dtype=np.int64)
+    comp_row[comp_of_cell] = cell // n
+    packed = np.ascontiguousarray(np.packbits(members, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    distinct, first, set_of_comp = np.unique(keys, return_index=True, return_inverse=True)
+    set_of_comp = set_of_comp.reshape(-1)
+    located = [tables.where.get(k) or tables.locate(k, np.flatnonzero(members[i]))
+               for k, i in zip(map(bytes, distinct), first, strict=True)]
+    comp_bucket = np.array([s for s, _ in located], dtype=np.int64).reshape(-1)[set_of_comp]
+    comp_id = np.array([i for _, i in located], dtype=np.int64).reshape(-1)[set_of_comp]
+    costly_comp = comp_id < 0
+    costly = np.zeros((b, n), dtype=bool)
+    which, var = np.nonzero(members[costly_comp])
+    costly[comp_row[costly_comp][which], var] = True
+    return comp_row, comp_bucket, comp_id, costly
+
+
+def answerable(tables: Tables, observed: np.ndarray) -> np.ndarray:
+    """(B,) bool: the rows whose hidden components are all cheap enough to enumerate (what
+    :func:`expected_counts` answers), found without evaluating anything."""
+    return ~_layout(tables, ~observed)[3].any(1)
+
+
 def expected_counts(tables: Tables, states: np.ndarray, observed: np.ndarray,
                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """EM's E-step for the rows whose hidden components are all cheap (no splitting).
@@ -202,29 +238,12 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     b, n = states.shape
     hidden = ~observed
     ncols = int(tables.columns[-1])
-    cell, label = _components(tables, hidden if focus is None else hidden & focus)
-    comp_of_cell = np.unique(label, return_inverse=True)[1].reshape(-1)
-    n_comp = int(comp_of_cell.max()) + 1 if cell.size else 0
-    members = np.zeros((n_comp, n), dtype=bool)
-    members[comp_of_cell, cell % n] = True
-    comp_row = np.zeros(n_comp, dtype=np.int64)
-    comp_row[comp_of_cell] = cell // n
-    packed = np.ascontiguousarray(np.packbits(members, axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    distinct, first, set_of_comp = np.unique(keys, return_index=True, return_inverse=True)
-    set_of_comp = set_of_comp.reshape(-1)
-    located = [tables.where.get(k) or tables.locate(k, np.flatnonzero(members[i]))
-               for k, i in zip(map(bytes, distinct), first, strict=True)]
-    bucket_of_set = np.array([s for s, _ in located], dtype=np.int64).reshape(-1)
-    id_of_set = np.array([i for _, i in located], dtype=np.int64).reshape(-1)
-    costly_comp = (id_of_set < 0)[set_of_comp]
-    costly = np.zeros((b, n), dtype=bool)
-    which, var = np.nonzero(members[costly_comp])
-    costly[comp_row[costly_comp][which], var] = True
+    comp_row, comp_bucket, comp_id, costly = _layout(
+        tables, hidden if focus is None else hidden & focus)
     done = ~costly.any(1)
-    log_z = _constants(tables, states, hidden)
+    base, touched = _families(tables, states, hidden)
+    log_z = np.where(touched, 0.0, tables.flat_log[base]).sum(1)  # the constants
     if counts is not None:  # fully observed families count once per (done) row
-        base, touched = _families(tables, states, hidden)
         use = ~touched & done[:, None]
         counts += np.bincount(base[use], np.broadcast_to(count_weights[:, None], use.shape)[use],
                               minlength=counts.size)
@@ -232,9 +251,7 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     rows_seen, vars_seen = np.nonzero(observed)
     post[rows_seen, tables.columns[vars_seen] + states[rows_seen, vars_seen]] = 1.0
 
-    keep = ~costly_comp
-    comp_bucket = bucket_of_set[set_of_comp]
-    comp_id = id_of_set[set_of_comp]
+    keep = comp_id >= 0
     flat_states = states.ravel()
     z_rows, z_logs, out_cells, out_weights = [], [], [], []
     flat_post = post.reshape(-1)
