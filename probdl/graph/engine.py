@@ -48,17 +48,19 @@ DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 SMALL_WORK = 50_000_000
 # Up to this many rows without gradients, numpy replays the plan (microseconds per tiny einsum).
 NUMPY_ROWS = 4
-# Enumerating small components (local.py) pays off once the universal plan costs this many
-# multiply-adds per row (greedy path estimate; measured: child, 966, is faster through its
-# plan; alarm, 2577, is faster by enumeration). A component is enumerated while its padded
-# table times its factors is at most LOCAL_WORK times that cost, and split by conditioning
-# above it (measured on 1,000 rows with 3-10 hidden: insurance 79 ms at 0.3, 126 ms at 1,
-# 244 ms at 3 times the thorough plan's cost; alarm, hailfinder and andes within noise).
-LOCAL_MIN_FLOPS = 1500
+# Rows with hard evidence go to local.py (enumeration of small components, elimination along
+# one tree for the rest) on every network: measured on 1,000 rows with 3-10 hidden, it beat
+# the compiled plans on each bundled network tried, from cancer (4 vs 17 ms) to child (13 vs
+# 18 ms) and andes. Tests set this to inf to compare with the plans alone.
+LOCAL_MIN_FLOPS = 0
+# A component is enumerated while its padded table times its factors is at most this, and
+# summed out along the elimination tree above it (1,000 rows, 3-10 hidden: insurance, alarm,
+# child, hailfinder and andes within noise of their best from 64 to 1,000; 4,000 is slower).
+ENUMERATE_MAX_WORK = 256.0
+# EM's expected counts come from the enumeration alone: there a component is enumerated while
+# its cost is at most LOCAL_WORK times the universal plan's per row, and LOCAL_MAX_WORK (rows
+# with a costlier one go through the contractions).
 LOCAL_WORK = 0.3
-# ... and at most this much (a component's enumeration grows with its table, a plan's per-row
-# cost with the network's width; measured, 1,000 rows: water 1,815 ms uncapped -> 138 ms at
-# 3,000, insurance 84 -> 55 ms, pathfinder, andes, alarm, hailfinder unchanged within noise).
 LOCAL_MAX_WORK = 4000.0
 # Working memory of the enumeration per (row, variable) cell (tracemalloc peak of answer_local,
 # pigs, 441 variables, 3-10 hidden per row: 79 bytes at 5,000 rows, 77 at 20,000).
@@ -203,19 +205,21 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     (B, k) posteriors); ``"joint"`` -> (log P(e), (B, *k_targets) posterior table over
     ``targets``); ``"map"`` -> (log P(e), max log P(x, e) (B,), LongTensor (B, n) assignment).
 
-    Rows with hard evidence that hide only a few variables are answered first by enumerating
-    their small independent components (:mod:`probdl.graph.local`) where that is cheaper than
-    the network's universal plan; the compiled plans take the rest.
+    On CPU, rows with hard evidence are answered first by :mod:`probdl.graph.local`
+    (enumerating their small independent components, eliminating the larger ones along one
+    tree); the compiled plans take the rows it hands back and everything else.
     """
-    plan_cost = grouping.universal_flops(structure, "greedy")  # a quick estimate suffices
+    row_bytes = len(structure.cards) * LOCAL_BYTES_PER_CELL
     if (mode in ("marginals", "logz") and not targets and not need_grad and not batch.soft
-            and getattr(cpts, "arrays", None) is not None and plan_cost >= LOCAL_MIN_FLOPS):
-        # blocks of rows bound the working memory (components graph, padded tables)
-        step = max(1, int(memory_budget // (len(structure.cards) * LOCAL_BYTES_PER_CELL)))
+            and getattr(cpts, "arrays", None) is not None and memory_budget >= 2 * row_bytes
+            and grouping.universal_flops(structure, "greedy") >= LOCAL_MIN_FLOPS):
+        # half the budget for blocks of rows (components graph, padded tables), half for the
+        # elimination's tables, which it splits into groups of rows itself
+        step = max(1, int(memory_budget / 2 // row_bytes))
         parts = [answer_local(structure, cpts, batch.states[lo:lo + step],
                               batch.observed[lo:lo + step],
-                              max_work=min(LOCAL_WORK * plan_cost, LOCAL_MAX_WORK),
-                              posteriors=mode == "marginals")
+                              max_work=ENUMERATE_MAX_WORK,
+                              posteriors=mode == "marginals", memory_budget=memory_budget / 2)
                  for lo in range(0, max(batch.size, 1), step)]
         done = np.concatenate([p[0] for p in parts])
         lz_local = np.concatenate([p[1] for p in parts])

@@ -22,9 +22,10 @@ variable), so each one's table can simply be enumerated: a gather from the flatt
 a sum over its factors, a normalization. All components of all rows are done together, padded
 into a few buckets by table size, so one call costs a fixed number of numpy operations instead
 of a contraction of the whole network per row, and nothing is compiled per evidence pattern.
-A component whose enumeration would cost too much is split by conditioning on one of its
-variables (see :func:`answer_local`); rows still too costly are left to the compiled plans.
-The same tables give EM's expected family counts (:func:`expected_counts`).
+A component whose enumeration would cost too much (ten linked variables make a table of
+10^4-10^5 entries) is summed out one variable at a time instead, along one elimination tree for
+the whole network (:mod:`probdl.graph.local_elimination`); the rows that path hands back go to
+the compiled plans. The same tables give EM's expected family counts (:func:`expected_counts`).
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .local_elimination import eliminate
 from .local_tables import MAX_TABLE, Tables, tables_for
 from .plan import Structure
 
-__all__ = ["MAX_SPLITS", "answer_local", "answerable", "expected_counts"]
+__all__ = ["answer_local", "answerable", "expected_counts"]
 
 # Padded gather work per chunk (elements): bounds the memory of one numpy call.
 _CHUNK_ELEMS = 2_000_000
@@ -48,9 +50,6 @@ _LOG_SAFE = -600.0
 # Components with fewer (variable, table entry) pairs than this add into the posteriors in
 # one bincount over all of them; larger ones sum into a small table each first.
 _SMALL_TABLE = 256
-# Levels of conditioning on one variable (each multiplies a row by that variable's states)
-# before a row with a costly component is left to the compiled plans.
-MAX_SPLITS = 4
 
 
 def _components(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +67,8 @@ def _components(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.ndarray,
                  observed: np.ndarray, max_work: float = float(MAX_TABLE) * 32,
-                 posteriors: bool = True, splits: int = MAX_SPLITS,
-                 focus: np.ndarray | None = None
+                 posteriors: bool = True, eliminate_costly: bool = True,
+                 memory_budget: float = float("inf")
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact log P(e) and all posteriors for the rows whose hidden components are small.
 
@@ -80,75 +79,37 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
         flattened tables and the components seen, so later calls skip building them).
     states, observed : (B, n) state indices and observed mask; hard evidence only.
     max_work : a component is enumerated only if its (padded) table size times its number of
-        factors is at most this; rows with a costlier one are left out (``done`` False).
+        factors is at most this; costlier ones are summed out along the elimination tree.
     posteriors : False computes log P(e) only (``post`` then has no columns).
-    splits : levels of conditioning allowed for rows with a costly component.
-    focus : (B, n) bool, optional. Only the components of these hidden variables are answered;
-        ``log_z`` then leaves out the other components' factors, and their posteriors stay 0
-        (used by the splitting: copies of a row re-answer its costly components only).
+    eliminate_costly : False leaves rows with a costly component out (``done`` False) instead.
+    memory_budget : bytes for the elimination's tables and messages (see
+        :func:`~probdl.graph.local_elimination.eliminate`).
 
     Returns
     -------
-    done : bool (B,), the rows answered here: those whose components are all cheap enough.
+    done : bool (B,), the rows answered here: all but those with a step of the elimination
+        tree over ``MAX_TABLE`` entries (or, with ``eliminate_costly=False``, a costly component).
     log_z : (D,) log P(evidence) of the answered rows (``-inf`` where it is impossible).
     post : (D, sum of cards) posteriors of every variable side by side (one-hot where observed).
     """
     tables = tables_for(structure, cpts, max_work)
-    done, log_z, post, costly = _enumerate(tables, states, observed, posteriors, focus)
-    left = np.flatnonzero(~done)
+    done, log_z, post, costly = _enumerate(tables, states, observed, posteriors)
     if not posteriors:
         post = post[:, :0]
-    if splits <= 0 or not left.size:
-        return done, log_z[done], post[done]
-    # Rows with a costly component: condition on one of its variables, i.e. replace the row by
-    # one copy per state of that variable with the variable observed, and answer the copies'
-    # costly components again (the variable is gone and what it linked often falls apart).
-    # With Z_x the copy's answer, P(e) = (this row's cheap part) * sum_x Z_x / (the constant
-    # factors, counted in both) and the costly variables' posteriors mix the copies' by Z_x.
-    costly = costly[left]
-    e = tables.edges
-    r, k = np.nonzero(costly[:, e[:, 0]] & costly[:, e[:, 1]])
-    n = costly.shape[1]
-    ends = np.concatenate([r * n + e[k, 0], r * n + e[k, 1]])
-    degree = np.bincount(ends, minlength=costly.size).reshape(costly.shape)  # costly neighbours
-    pivot = np.argmax(np.where(costly, degree, -1), axis=1)
-    copies = tables.cards[pivot]
-    owner = np.repeat(np.arange(left.size), copies)
-    first = np.concatenate([[0], np.cumsum(copies)[:-1]])
-    value = np.arange(owner.size) - first[owner]
-    split_states = states[left][owner]
-    split_observed = observed[left][owner]
-    split_states[np.arange(owner.size), pivot[owner]] = value
-    split_observed[np.arange(owner.size), pivot[owner]] = True
-    sub_done, sub_log_z, sub_post = answer_local(
-        structure, cpts, split_states, split_observed, max_work, posteriors, splits - 1,
-        costly[owner])
-    complete = np.logical_and.reduceat(sub_done, first)
-    whole = np.flatnonzero(complete[owner])  # copies of rows whose every copy was answered
-    # sub_* hold answered copies only: index them by rank among answered copies
-    rank = np.cumsum(sub_done) - 1
-    copy_log_z = sub_log_z[rank[whole]]
-    group = owner[whole]
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(group)) + 1]) if whole.size else whole
-    segment = np.searchsorted(starts, np.arange(whole.size), side="right") - 1
-    top = np.maximum.reduceat(copy_log_z, starts) if whole.size else copy_log_z
-    top = np.where(np.isfinite(top), top, 0.0)
-    weight = np.exp(copy_log_z - top[segment])
-    total = np.add.reduceat(weight, starts) if whole.size else weight
-    rows = left[complete]
-    constants = _constants(tables, states[rows], ~observed[rows])
-    with np.errstate(divide="ignore"):
-        # a copy whose constants are impossible (a pivot state ruled out) has P(e) = 0
-        log_z[rows] = np.where(np.isfinite(constants),
-                               log_z[rows] - np.where(np.isfinite(constants), constants, 0.0)
-                               + np.log(total) + top, -np.inf)
-    if posteriors and whole.size:
-        share = weight / np.where(total > 0, total, 1.0)[segment]
-        mixed = np.add.reduceat(sub_post[rank[whole]] * share[:, None], starts, axis=0)
-        # columns of the costly variables come from the copies; the pivot is among them
-        replace = costly[complete][:, tables.variable_of_column]
-        post[rows] = np.where(replace, mixed, post[rows])
-    done[rows] = True
+    left = np.flatnonzero(~done)
+    if eliminate_costly and left.size:
+        # rows with a costly component: their costly variables are summed out one at a time
+        # along the elimination tree (local_elimination.py); the cheap components and the
+        # constants above are theirs already, and the tree's families are exactly the ones
+        # left out of them (those with a costly member)
+        ve_done, ve_log_z, ve_post = eliminate(tables, structure, states[left], costly[left],
+                                               posteriors, memory_budget)
+        rows = left[ve_done]
+        log_z[rows] += ve_log_z[ve_done]
+        if posteriors:
+            replace = costly[rows][:, tables.variable_of_column]
+            post[rows] = np.where(replace, ve_post[ve_done], post[rows])
+        done[rows] = True
     return done, log_z[done], post[done]
 
 
@@ -205,7 +166,7 @@ def answerable(tables: Tables, observed: np.ndarray) -> np.ndarray:
 
 def expected_counts(tables: Tables, states: np.ndarray, observed: np.ndarray,
                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """EM's E-step for the rows whose hidden components are all cheap (no splitting).
+    """EM's E-step for the rows whose hidden components are all cheap (no elimination).
 
     Parameters
     ----------
@@ -220,15 +181,15 @@ def expected_counts(tables: Tables, states: np.ndarray, observed: np.ndarray,
     is padding): sum_r w_r P(family config | row r) at each family's flat index.
     """
     counts = np.zeros_like(tables.flat_log)
-    done, log_z, _, _ = _enumerate(tables, states, observed, False, None, weights, counts)
+    done, log_z, _, _ = _enumerate(tables, states, observed, False, weights, counts)
     return done, log_z[done], counts
 
 
 def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteriors: bool,
-               focus: np.ndarray | None, count_weights: np.ndarray | None = None,
+               count_weights: np.ndarray | None = None,
                counts: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One pass of :func:`answer_local` without splitting, over full-length arrays.
+    """The enumeration of :func:`answer_local` (costly components left out), over all rows.
 
     Returns ``done`` (B,), log_z (B,): the constants plus the cheap components' log
     normalizers, posteriors (B, columns) with the cheap components filled in, and the mask
@@ -238,8 +199,7 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     b, n = states.shape
     hidden = ~observed
     ncols = int(tables.columns[-1])
-    comp_row, comp_bucket, comp_id, costly = _layout(
-        tables, hidden if focus is None else hidden & focus)
+    comp_row, comp_bucket, comp_id, costly = _layout(tables, hidden)
     done = ~costly.any(1)
     base, touched = _families(tables, states, hidden)
     log_z = np.where(touched, 0.0, tables.flat_log[base]).sum(1)  # the constants

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -21,16 +22,16 @@ def _columns(bn):
 
 @SETTINGS
 @given(seed=st.integers(0, 10_000), n_vars=st.integers(1, 7), p_hidden=st.floats(0, 1),
-       zeros=st.booleans(), in_logs=st.booleans(), max_work=st.sampled_from([1e12, 8.0]))
+       zeros=st.booleans(), in_logs=st.booleans(), max_work=st.sampled_from([1e12, 8.0, 0.0]))
 def test_matches_enumeration(seed, n_vars, p_hidden, zeros, in_logs, max_work):
-    # in_logs: every product goes through log space, as it does for CPTs with tiny entries
+    # in_logs: every enumerated product goes through log space, as it does for CPTs with tiny
+    # entries; max_work 8 or 0 sends most or all components to the elimination tree
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(local, "_LOG_SAFE", np.inf if in_logs else -600.0)
         _check_enumeration(seed, n_vars, p_hidden, zeros, max_work)
 
 
 def _check_enumeration(seed, n_vars, p_hidden, zeros, max_work):
-    """max_work=8 makes most components too costly: they are answered by conditioning."""
     bn = random_net(seed, n_vars=n_vars, max_parents=3, zeros=zeros)
     rng = np.random.default_rng(seed)
     rows = bn.sample(8, seed=seed).mask(rng.random((8, n_vars)) < p_hidden)
@@ -40,23 +41,28 @@ def _check_enumeration(seed, n_vars, p_hidden, zeros, max_work):
     states, observed = bn._encode(rows)
     cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
     done, log_z, post = local.answer_local(bn._structure, cpts, states, observed,
-                                           max_work=max_work, splits=8)
-    assert done.all()
+                                           max_work=max_work)
     cols = _columns(bn)
+    answered = np.cumsum(done) - 1
     for i in range(len(rows)):
         w = evidence_mask(bn, rows.iloc[i])
         z = w.sum()
+        if not done[i]:
+            # only the tree hands rows back here, and only rows whose evidence is impossible
+            assert z == 0 and max_work < 1e12
+            continue
+        k = answered[i]
         with np.errstate(divide="ignore"):
-            assert log_z[i] == pytest.approx(np.log(z), abs=1e-10)
+            assert log_z[k] == pytest.approx(np.log(z), abs=1e-10)
         if z == 0:  # the engine raises for these rows; here they must stay finite
-            assert np.isfinite(post[i]).all()
+            assert np.isfinite(post[k]).all()
             continue
         for j in range(n_vars):
             ref = w.sum(axis=tuple(a for a in range(n_vars) if a != j)) / z
-            np.testing.assert_allclose(post[i, cols[j]:cols[j + 1]], ref, atol=1e-10)
+            np.testing.assert_allclose(post[k, cols[j]:cols[j + 1]], ref, atol=1e-10)
 
 
-def test_costly_components_are_split_by_conditioning_or_left_to_the_plans():
+def test_costly_components_are_eliminated_along_the_tree_or_left_to_the_plans():
     bn = BayesNet.example("asia")
     rows = bn.sample(30, seed=1)
     rows.iloc[:10, :] = np.nan  # one component of all 8 variables: 256 states, 8 factors
@@ -64,24 +70,28 @@ def test_costly_components_are_split_by_conditioning_or_left_to_the_plans():
     states, observed = bn._encode(rows)
     cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
     done, log_z, post = local.answer_local(bn._structure, cpts, states, observed,
-                                           max_work=2 * 2 * 2, splits=0)
+                                           max_work=2 * 2 * 2, eliminate_costly=False)
     assert not done[:10].any() and done[10:].all()
     assert log_z.shape == (20,) and post.shape == (20, 16)
     whole = local.answer_local(bn._structure, cpts, states, observed, max_work=1e9)
     assert whole[0].all()
-    # conditioning on one variable at a time until every piece is cheap gives the same answers
-    split = local.answer_local(bn._structure, cpts, states, observed, max_work=4 * 4, splits=8)
-    assert split[0].all()
-    np.testing.assert_allclose(split[1], whole[1], atol=1e-12)
-    np.testing.assert_allclose(split[2], whole[2], atol=1e-12)
-    logz_only = local.answer_local(bn._structure, cpts, states, observed, max_work=4 * 4,
-                                   splits=8, posteriors=False)
+    tree = local.answer_local(bn._structure, cpts, states, observed, max_work=2 * 2 * 2)
+    assert tree[0].all()
+    np.testing.assert_allclose(tree[1], whole[1], atol=1e-12)
+    np.testing.assert_allclose(tree[2], whole[2], atol=1e-12)
+    # every row hides all 8 variables: the prior marginals, and log P(nothing) = 0
+    np.testing.assert_allclose(tree[1][:10], 0.0, atol=1e-12)
+    logz_only = local.answer_local(bn._structure, cpts, states, observed, max_work=2 * 2 * 2,
+                                   posteriors=False)
     np.testing.assert_allclose(logz_only[1], whole[1], atol=1e-12)
     assert logz_only[2].shape == (30, 0)
 
 
-def test_engine_routes_rows_between_enumeration_and_plans(monkeypatch):
-    """Rows split between the two paths give the plans' answers, in the original row order."""
+def test_engine_routes_rows_between_the_local_path_and_the_plans(monkeypatch):
+    """Rows the tree hands back (a step table over MAX_TABLE entries) go to the plans, and
+    the answers come back in the original row order."""
+    from probdl.graph import local_elimination
+
     bn = BayesNet.example("alarm")
     rng = np.random.default_rng(0)
     rows = bn.sample(60, seed=0)
@@ -89,15 +99,34 @@ def test_engine_routes_rows_between_enumeration_and_plans(monkeypatch):
     monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", np.inf)  # plans only
     ref, ref_ll = bn.marginals(rows), bn.log_likelihood(rows)
     monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", 0)
+    monkeypatch.setattr(local_elimination, "MAX_TABLE", 64)
     states, observed = bn._encode(rows)
     cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
-    cost = engine.LOCAL_WORK * engine.grouping.universal_flops(bn._structure, "greedy")
-    done = local.answer_local(bn._structure, cpts, states, observed, max_work=cost)[0]
+    done = local.answer_local(bn._structure, cpts, states, observed,
+                              max_work=engine.ENUMERATE_MAX_WORK)[0]
     assert 5 < done.sum() < 55  # both paths are used
     got, got_ll = bn.marginals(rows), bn.log_likelihood(rows)
     for v in bn.variables:
         np.testing.assert_allclose(got[v], ref[v], atol=1e-12)
     np.testing.assert_allclose(got_ll, ref_ll, atol=1e-10)
+
+
+def test_the_tree_hands_back_rows_near_underflow_and_the_plans_answer_them():
+    """P(B=b0 | A) = 1e-260 puts the tree's table below its floor: such rows go to the plans,
+    which rescale, and the answers are still exact."""
+    bn = BayesNet({"A": ["a0", "a1"], "B": ["b0", "b1"]}, {"A": [], "B": ["A"]},
+                  {"A": np.array([0.3, 0.7]),
+                   "B": np.array([[1e-260, 2e-260], [1.0 - 1e-260, 1.0 - 2e-260]])})
+    rows = pd.DataFrame({"A": [np.nan, np.nan, "a1"], "B": ["b0", "b1", "b0"]})
+    states, observed = bn._encode(rows)
+    cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    done = local.answer_local(bn._structure, cpts, states, observed, max_work=0.0)[0]
+    assert done.tolist() == [False, True, True]
+    got, got_ll = bn.marginals(rows), bn.log_likelihood(rows)
+    p_b0 = 0.3e-260 + 1.4e-260
+    assert got_ll[0] == pytest.approx(np.log(p_b0), rel=1e-12)
+    np.testing.assert_allclose(got["A"][0], [0.3e-260 / p_b0, 1.4e-260 / p_b0], rtol=1e-12)
+    assert got_ll[2] == pytest.approx(np.log(0.7 * 2e-260), rel=1e-12)
 
 
 def test_impossible_rows_raise_through_the_public_api():
@@ -153,9 +182,37 @@ def test_rows_are_enumerated_in_blocks_that_fit_the_memory_budget(monkeypatch):
     answer = engine.answer_local
     monkeypatch.setattr(engine, "answer_local",
                         lambda *a, **k: calls.append(len(a[2])) or answer(*a, **k))
-    bn.memory_budget = 37 * engine.LOCAL_BYTES_PER_CELL * 8  # eight rows per block
+    bn.memory_budget = 2 * 37 * engine.LOCAL_BYTES_PER_CELL * 8  # half of it: 8 rows a block
     blocks, blocks_ll = bn.marginals(rows), bn.log_likelihood(rows)
     assert calls[:7] == [8] * 6 + [2]
     for v in bn.variables:
         np.testing.assert_allclose(blocks[v], whole[v], atol=1e-12)
     np.testing.assert_allclose(blocks_ll, whole_ll, atol=1e-12)
+
+
+def test_the_elimination_splits_its_rows_to_fit_the_memory_budget():
+    from probdl.graph import local_elimination
+    from probdl.graph.local_tables import tables_for
+
+    bn = BayesNet.example("insurance")
+    rows = bn.sample(40, seed=5)
+    rows.iloc[:, :10] = np.nan  # ten hidden variables, most of them linked
+    rows.iloc[::7, :] = np.nan  # and some rows that hide everything
+    states, observed = bn._encode(rows)
+    cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    tables = tables_for(bn._structure, cpts, 0.0)
+    args = (tables, bn._structure, states, ~observed)
+    whole = local_elimination.eliminate(*args)
+    assert whole[0].all()
+    calls = []
+    real = local_elimination._in_groups
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local_elimination, "_in_groups",
+                      lambda *a: calls.append(a[-1].size) or real(*a))
+        budget = 200_000  # two rows per group; an all-hidden row needs 0.8 MB alone
+        parts = local_elimination.eliminate(*args, memory_budget=budget)
+    assert calls
+    alone = parts[0]
+    assert 0 < alone.sum() < len(rows)
+    np.testing.assert_allclose(parts[1][alone], whole[1][alone], atol=1e-12)
+    np.testing.assert_allclose(parts[2][alone], whole[2][alone], atol=1e-12)

@@ -1,0 +1,145 @@
+"""Compiled loops of :mod:`probdl.graph.local_elimination`: both passes over all units.
+
+A unit is one step of the elimination tree for one row. Its pattern (which clique members are
+hidden) says, through flat arrays, which CPT entries and which children's messages multiply
+into each entry of its table: the loops below only follow those indices, so one call does every
+row's elimination whatever the rows hide. Compiled by numba on first use (cached on disk).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# A table or message whose largest entry falls below this is too close to underflow for
+# probability space; the row is handed back (the compiled plans rescale as they go).
+TINY = 1e-250
+
+
+@njit(cache=True, nogil=True)
+def _table(u, c, g, states, start, up, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart,
+           o_var, o_stride, p_size, out):
+    """Product of the unit's factors (entry by entry) into ``out[:size]``; children excluded."""
+    size = p_size[g]
+    for j in range(size):
+        out[j] = 1.0
+    for f in range(p_fstart[g], p_fstart[g + 1]):
+        base = 0
+        for o in range(f_ostart[f], f_ostart[f + 1]):
+            base += states[c, o_var[o]] * o_stride[o]
+        first = f_offstart[f]
+        for j in range(size):
+            out[j] *= flat_prob[f_offsets[first + j] + base]
+    return size
+
+
+@njit(cache=True, nogil=True)
+def upward(order, case, var, pid, states, start, up, saved_start, saved, flat_prob,
+           p_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride, p_size, p_msg,
+           p_kstart, k_var, k_offstart, k_offsets, log_z, failed):
+    """Children first: each unit's factors times its children's messages, its variable summed
+    out, rescaled to a maximum of 1 (the scale goes into ``log_z``), stored at its start."""
+    width = 1
+    for g in range(p_size.size):
+        width = max(width, p_size[g])
+    table = np.empty(width)
+    for u in order:
+        c, g = case[u], pid[u]
+        if failed[c]:
+            continue
+        size = _table(u, c, g, states, start, up, flat_prob, p_fstart, f_offstart, f_offsets,
+                      f_ostart, o_var, o_stride, p_size, table)
+        s0 = saved_start[u]
+        for j in range(size):
+            saved[s0 + j] = table[j]
+        for k in range(p_kstart[g], p_kstart[g + 1]):
+            kid = start[c, k_var[k]]
+            first = k_offstart[k]
+            for j in range(size):
+                table[j] *= up[kid + k_offsets[first + j]]
+        m = p_msg[g]
+        mine = start[c, var[u]]
+        for i in range(m):
+            up[mine + i] = 0.0
+        for j in range(size):
+            up[mine + j % m] += table[j]
+        top = 0.0
+        for i in range(m):
+            top = max(top, up[mine + i])
+        if top < TINY:
+            failed[c] = True
+            continue
+        for i in range(m):
+            up[mine + i] /= top
+        log_z[c] += np.log(top)
+
+
+@njit(cache=True, nogil=True)
+def downward(order, case, var, pid, start, up, down, saved_start, saved, p_size, p_msg,
+             p_hidden, p_kstart, k_var, k_size, k_offstart, k_offsets, columns, post, failed):
+    """Parents first: the unit's factors times its parent's message; with all children's
+    messages too it is the belief (its variable's posterior when hidden); without one child's
+    it is that child's message from above, summed onto the child's scope."""
+    width = 1
+    for g in range(p_size.size):
+        width = max(width, p_size[g])
+    rest = np.empty(width)
+    other = np.empty(width)
+    sums = np.empty(width)
+    for step in range(order.size - 1, -1, -1):
+        u = order[step]
+        c, g = case[u], pid[u]
+        if failed[c]:
+            continue
+        size, m = p_size[g], p_msg[g]
+        mine = start[c, var[u]]
+        s0 = saved_start[u]
+        for j in range(size):
+            rest[j] = saved[s0 + j] * down[mine + j % m]
+        k0, k1 = p_kstart[g], p_kstart[g + 1]
+        if p_hidden[g]:
+            for j in range(size):
+                other[j] = rest[j]
+            for k in range(k0, k1):
+                kid = start[c, k_var[k]]
+                first = k_offstart[k]
+                for j in range(size):
+                    other[j] *= up[kid + k_offsets[first + j]]
+            card = size // m
+            for s in range(card):
+                sums[s] = 0.0
+            for j in range(size):
+                sums[j // m] += other[j]
+            total = 0.0
+            for s in range(card):
+                total += sums[s]
+            if total <= 0.0:
+                failed[c] = True
+                continue
+            col = columns[var[u]]
+            for s in range(card):
+                post[c, col + s] = sums[s] / total
+        for k in range(k0, k1):
+            for j in range(size):
+                other[j] = rest[j]
+            for k2 in range(k0, k1):
+                if k2 == k:
+                    continue
+                kid = start[c, k_var[k2]]
+                first = k_offstart[k2]
+                for j in range(size):
+                    other[j] *= up[kid + k_offsets[first + j]]
+            kid = start[c, k_var[k]]
+            first = k_offstart[k]
+            for i in range(k_size[k]):
+                sums[i] = 0.0
+            for j in range(size):
+                sums[k_offsets[first + j]] += other[j]
+            top = 0.0
+            for i in range(k_size[k]):
+                top = max(top, sums[i])
+            if top < TINY:
+                failed[c] = True
+                break
+            for i in range(k_size[k]):
+                down[kid + i] = sums[i] / top
