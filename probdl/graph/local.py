@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -43,13 +42,8 @@ from .plan import Structure
 
 __all__ = ["answer_local", "answerable", "expected_counts"]
 
-# Padded gather work per chunk (elements): bounds the memory of one numpy call.
-_CHUNK_ELEMS = 2_000_000
 # Products of factors stay in probability space while they cannot fall below exp(-600).
 _LOG_SAFE = -600.0
-# Components with fewer (variable, table entry) pairs than this add into the posteriors in
-# one bincount over all of them; larger ones sum into a small table each first.
-_SMALL_TABLE = 256
 
 
 def _components(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,13 +122,10 @@ def _constants(tables: Tables, states: np.ndarray, hidden: np.ndarray) -> np.nda
     return np.where(touched, 0.0, tables.flat_log[base]).sum(1)
 
 
-def _layout(tables: Tables, hidden: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The components of every row's hidden cells and where their index tables are.
-
-    Returns, per component, its row, its bucket size and its id in the bucket (-1: too costly
-    to enumerate), and the (B, n) mask of the variables in costly components.
-    """
+def _layout(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The components of every row's hidden cells: per component its row and the id of its
+    variable set in ``tables.components`` (-1: too costly to enumerate), and the (B, n) mask
+    of the variables in costly components."""
     b, n = hidden.shape
     cell, label = _components(tables, hidden)
     comp_of_cell = np.unique(label, return_inverse=True)[1].reshape(-1)
@@ -146,22 +137,21 @@ def _layout(tables: Tables, hidden: np.ndarray
     packed = np.ascontiguousarray(np.packbits(members, axis=1))
     keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
     distinct, first, set_of_comp = np.unique(keys, return_index=True, return_inverse=True)
-    set_of_comp = set_of_comp.reshape(-1)
-    located = [tables.where.get(k) or tables.locate(k, np.flatnonzero(members[i]))
+    where = tables.where
+    located = [where[k] if k in where else tables.locate(k, np.flatnonzero(members[i]))
                for k, i in zip(map(bytes, distinct), first, strict=True)]
-    comp_bucket = np.array([s for s, _ in located], dtype=np.int64).reshape(-1)[set_of_comp]
-    comp_id = np.array([i for _, i in located], dtype=np.int64).reshape(-1)[set_of_comp]
+    comp_id = np.array(located, dtype=np.int64).reshape(-1)[set_of_comp.reshape(-1)]
     costly_comp = comp_id < 0
     costly = np.zeros((b, n), dtype=bool)
     which, var = np.nonzero(members[costly_comp])
     costly[comp_row[costly_comp][which], var] = True
-    return comp_row, comp_bucket, comp_id, costly
+    return comp_row, comp_id, costly
 
 
 def answerable(tables: Tables, observed: np.ndarray) -> np.ndarray:
     """(B,) bool: the rows whose hidden components are all cheap enough to enumerate (what
     :func:`expected_counts` answers), found without evaluating anything."""
-    return ~_layout(tables, ~observed)[3].any(1)
+    return ~_layout(tables, ~observed)[2].any(1)
 
 
 def expected_counts(tables: Tables, states: np.ndarray, observed: np.ndarray,
@@ -192,14 +182,16 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     """The enumeration of :func:`answer_local` (costly components left out), over all rows.
 
     Returns ``done`` (B,), log_z (B,): the constants plus the cheap components' log
-    normalizers, posteriors (B, columns) with the cheap components filled in, and the mask
-    (B, n) of the variables in costly components (whose rows are not done). With
-    ``count_weights``, expected family counts of the done rows are added into ``counts``.
+    normalizers, posteriors (B, columns; no rows without ``posteriors``) with the cheap
+    components filled in, and the mask (B, n) of the variables in costly components (whose
+    rows are not done). With ``count_weights``, the expected family counts of the done rows
+    are added into ``counts`` (and only the done rows' log_z is complete).
     """
-    b, n = states.shape
+    from .kernels import enumerate_components  # numba: imported (and compiled) on use
+
+    b = states.shape[0]
     hidden = ~observed
-    ncols = int(tables.columns[-1])
-    comp_row, comp_bucket, comp_id, costly = _layout(tables, hidden)
+    comp_row, comp_id, costly = _layout(tables, hidden)
     done = ~costly.any(1)
     base, touched = _families(tables, states, hidden)
     log_z = np.where(touched, 0.0, tables.flat_log[base]).sum(1)  # the constants
@@ -207,68 +199,21 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
         use = ~touched & done[:, None]
         counts += np.bincount(base[use], np.broadcast_to(count_weights[:, None], use.shape)[use],
                               minlength=counts.size)
-    post = np.zeros((b, ncols + 1))  # the last column absorbs padded scatters
-    rows_seen, vars_seen = np.nonzero(observed)
-    post[rows_seen, tables.columns[vars_seen] + states[rows_seen, vars_seen]] = 1.0
-
+    post = np.zeros((b if posteriors else 0, int(tables.columns[-1])))
+    if posteriors:
+        rows_seen, vars_seen = np.nonzero(observed)
+        post[rows_seen, tables.columns[vars_seen] + states[rows_seen, vars_seen]] = 1.0
     keep = comp_id >= 0
-    flat_states = states.ravel()
-    z_rows, z_logs, out_cells, out_weights = [], [], [], []
-    flat_post = post.reshape(-1)
-    for size, bucket in tables.buckets.items():
-        chosen = np.flatnonzero(keep & (comp_bucket == size))
-        if not chosen.size:
-            continue
-        offsets, obs_vars, obs_strides, cells, columns, cell_columns, valid = bucket.arrays(ncols)
-        # a product of this many factors cannot underflow unless CPT entries are tiny
-        in_logs = bucket.factors * tables.log_floor < _LOG_SAFE
-        step = max(1, _CHUNK_ELEMS // (bucket.factors * bucket.size))
-        for lo in range(0, chosen.size, step):
-            part = chosen[lo:lo + step]
-            ids, rows = comp_id[part], comp_row[part]
-            base = (flat_states[rows[:, None, None] * n + obs_vars[ids]]
-                    * obs_strides[ids]).sum(-1)  # (C, F) flat index of the observed part
-            index = offsets[ids]
-            index += base[:, :, None]  # (C, F, J)
-            if in_logs:
-                logs = np.where(valid[ids], tables.flat_log[index].sum(1), -np.inf)
-                top = logs.max(1, keepdims=True)
-                top = np.where(np.isfinite(top), top, 0.0)
-                weights = np.exp(logs - top)
-            else:
-                weights = tables.flat_prob[index].prod(1)
-                weights *= valid[ids]
-                top = np.zeros((len(part), 1))
-            z = weights.sum(1, keepdims=True)
-            weights /= np.where(z > 0, z, 1.0)
-            with np.errstate(divide="ignore"):
-                z_logs.append((np.log(z) + top)[:, 0])
-            z_rows.append(rows)
-            if counts is not None:
-                # each factor's entry at each joint state gets that state's posterior
-                # (padded factors hit entry 0, padded states weigh nothing)
-                mine = done[rows]
-                share = weights[mine] * count_weights[rows[mine]][:, None]
-                counts += np.bincount(index[mine].ravel(), np.broadcast_to(
-                    share[:, None, :], index[mine].shape).ravel(), minlength=counts.size)
-            if not posteriors:
-                continue
-            if bucket.size * bucket.slots < _SMALL_TABLE:  # summed below, in one call
-                out_cells.append((rows[:, None, None] * (ncols + 1) + cell_columns[ids]).ravel())
-                out_weights.append(np.broadcast_to(
-                    weights[:, None, :], (len(part), bucket.slots, bucket.size)).ravel())
-                continue
-            # large tables: sum each component's table into its own (slot, state) cells (a
-            # scatter into a small table per component is much faster than into the whole
-            # output), then put those cells in place: no two components share a column
-            local = torch.from_numpy(cells[ids].reshape(len(part), -1))
-            spread = torch.from_numpy(weights)[:, None, :].expand(-1, bucket.slots, -1)
-            sums = torch.zeros(len(part), columns.shape[1], dtype=torch.float64)
-            sums.scatter_add_(1, local, spread.reshape(len(part), -1))
-            flat_post[rows[:, None] * (ncols + 1) + columns[ids]] = sums.numpy()
-    if z_rows:
-        log_z += np.bincount(np.concatenate(z_rows), np.concatenate(z_logs), minlength=b)
-    if out_cells:
-        flat_post += np.bincount(np.concatenate(out_cells), np.concatenate(out_weights),
-                                 minlength=flat_post.size)
-    return done, log_z, post[:, :ncols], costly
+    if counts is not None:
+        keep &= done[comp_row]
+    f = tables.flat()
+    enumerate_components(
+        comp_row[keep], comp_id[keep], np.ascontiguousarray(states, dtype=np.int64),
+        tables.flat_prob, tables.flat_log, tables.log_floor, _LOG_SAFE, f["c_size"],
+        f["c_fstart"], f["f_offstart"], f["f_offsets"], f["f_ostart"], f["o_var"], f["o_stride"],
+        f["c_vstart"], f["v_column"], f["v_card"], log_z, post,
+        np.zeros(0) if counts is None else counts,
+        np.zeros(0) if count_weights is None else np.asarray(count_weights, dtype=np.float64))
+    if not posteriors:
+        post = np.zeros((b, 0))
+    return done, log_z, post, costly

@@ -23,12 +23,13 @@ C_v ∩ H (observed variables are fixed to the row's states), and its message is
 (C_v minus v) ∩ H, so each step of each row costs the product of the state counts of the hidden
 variables of its clique, which is tiny when the row observes most of it. Which of C_v's members
 are hidden (the step's *pattern*) fixes every gather the step needs, so index tables are built
-once per pattern and shared by all rows that show it, and all steps of the same height in the tree
-run together, padded into buckets by table size, with a few numpy calls per bucket.
+once per pattern and shared by all rows that show it; a step with nothing of its own and one
+child only relays that child's message, and rows skip it.
 
 An upward pass gives log P(e) (each message is rescaled to a maximum of 1 and its scale
 accumulated); a downward pass (Shafer-Shenoy: each child gets the product of everything else at
-its parent, no division) gives every hidden variable's posterior at its own step.
+its parent, no division) gives every hidden variable's posterior at its own step. Both are
+compiled loops over every row's steps (:mod:`probdl.graph.kernels`), children before parents.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def eliminate(tables: Tables, structure: Structure, states: np.ndarray, hidden: 
     units = _layout(tree, hidden, done)
     if units is None:
         return done, log_z, post
-    from .elimination_kernel import downward, upward  # numba: imported (and compiled) on use
+    from .kernels import downward, upward  # numba: imported (and compiled) on use
 
     case, var, pid, start, total = units
     f = tree.flat()

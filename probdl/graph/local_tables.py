@@ -6,20 +6,20 @@
     bn = BayesNet.example("asia")
     cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
     tables = tables_for(bn._structure, cpts, max_work=1e4)
-    tables.locate(b"\\x80", np.array([0]))  # the set {asia}: (bucket size, id in bucket)
+    tables.locate(b"\\x80", np.array([0]))  # the set {asia}: its id in tables.components
 
 A set of hidden variables always needs the same gathers, whatever the rows: which CPTs touch it
 (its factors), where each of its joint states sits in each factor's flattened table, which
 observed variables complete each factor's index. These are built once per set, on first sight,
-and stacked with the other sets of similar table size into padded buckets, so that all
-components of a batch are evaluated with a few numpy operations per bucket.
+and laid end to end (``Tables.flat``) for the compiled loop that evaluates every component of a
+batch (:func:`probdl.graph.kernels.enumerate_components`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,8 +27,8 @@ from .plan import Structure
 
 __all__ = ["MAX_TABLE", "Tables", "tables_for"]
 
-# Largest component table ever enumerated (memory bound of the padded buckets); the engine's
-# cost rule (``max_work``) usually stops well below it.
+# Largest table ever enumerated, or built by one step of the elimination tree (memory bound);
+# the engine's cost rule (``max_work``) stops enumeration well below it.
 MAX_TABLE = 65536
 
 
@@ -40,64 +40,8 @@ class _Component:
     offsets: np.ndarray  # (F, J): flat index of each factor at each joint state, minus the base
     observed_vars: np.ndarray  # (F, P): observed scope variables of each factor (0 = padding)
     observed_strides: np.ndarray  # (F, P): their strides in that factor's CPT (0 = padding)
-    states: np.ndarray  # (k, J): state of each variable of S at each joint state
     first_columns: np.ndarray  # (k,): output column of each variable's first state
     cards: np.ndarray  # (k,)
-
-
-@dataclass
-class _Bucket:
-    """Components whose tables have at most ``size`` entries, stacked and padded alike."""
-
-    size: int
-    factors: int = 0
-    slots: int = 0
-    ids: dict[bytes, int] = field(default_factory=dict)
-    members: list[_Component] = field(default_factory=list)
-    stacked: tuple[np.ndarray, ...] | None = None
-
-    def add(self, key: bytes, comp: _Component) -> int:
-        self.ids[key] = len(self.members)
-        self.members.append(comp)
-        self.factors = max(self.factors, comp.offsets.shape[0])
-        self.slots = max(self.slots, len(comp.cards))
-        self.stacked = None
-        return self.ids[key]
-
-    def arrays(self, dummy_column: int) -> tuple[np.ndarray, ...]:
-        """(offsets, observed vars, observed strides, cells, columns, cell columns, valid).
-
-        ``cells`` (m, k, J) numbers each (variable slot, state) of a member's table entries
-        locally (slot * max card + state; padding goes to one spare cell at the end), so the
-        posteriors are sums into a small table per component; ``columns`` (m, cells) maps
-        those local cells to output columns (padding to ``dummy_column``).
-        """
-        if self.stacked is None:
-            m, f, j, k = len(self.members), self.factors, self.size, self.slots
-            p = self.members[0].observed_vars.shape[1]
-            width = max(int(c.cards.max()) for c in self.members)
-            spare = k * width
-            offsets = np.zeros((m, f, j), dtype=np.int64)  # padding reads entry 0: log 1
-            obs_vars = np.zeros((m, f, p), dtype=np.int64)
-            obs_strides = np.zeros((m, f, p), dtype=np.int64)
-            cells = np.full((m, k, j), spare, dtype=np.int64)
-            columns = np.full((m, spare + 1), dummy_column, dtype=np.int64)
-            valid = np.zeros((m, j), dtype=bool)
-            for i, c in enumerate(self.members):
-                nf, nj = c.offsets.shape
-                nk = len(c.cards)
-                offsets[i, :nf, :nj] = c.offsets
-                obs_vars[i, :nf] = c.observed_vars
-                obs_strides[i, :nf] = c.observed_strides
-                cells[i, :nk, :nj] = np.arange(nk)[:, None] * width + c.states
-                for slot in range(nk):
-                    columns[i, slot * width:slot * width + c.cards[slot]] = (
-                        c.first_columns[slot] + np.arange(c.cards[slot]))
-                valid[i, :nj] = True
-            # the output column of each (slot, table entry), for tables summed by bincount
-            cell_columns = np.take_along_axis(columns, cells.reshape(m, -1), 1).reshape(m, k, j)
-            self.stacked = (offsets, obs_vars, obs_strides, cells, columns, cell_columns, valid)
-        return self.stacked
 
 
 class Tables:
@@ -132,8 +76,9 @@ class Tables:
         pairs = {(min(a, b), max(a, b)) for s in scopes for a in s for b in s if a != b}
         self.edges = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
         self.families_of = [np.flatnonzero(self.in_scope[:, u]) for u in range(n)]
-        self.buckets: dict[int, _Bucket] = {}
-        self.where: dict[bytes, tuple[int, int]] = {}  # set key -> (bucket size, id in bucket)
+        self.components: list[_Component] = []
+        self.where: dict[bytes, int] = {}  # set key -> id in components (-1: too costly)
+        self._flat: dict[str, np.ndarray] | None = None
         self.width = width
 
     def set_cpts(self, cpts: Sequence[np.ndarray]) -> None:
@@ -165,33 +110,58 @@ class Tables:
                 else:
                     obs_vars[i, p], obs_strides[i, p] = u, stride
                     p += 1
-        return _Component(size, offsets, obs_vars, obs_strides, joint, self.columns[variables],
-                          cards)
+        return _Component(size, offsets, obs_vars, obs_strides, self.columns[variables], cards)
 
-    def locate(self, key: bytes, variables: np.ndarray) -> tuple[int, int]:
-        """(bucket size, id in bucket) of a set of hidden variables; built on first sight.
-
-        The id is -1 for a set whose enumeration would cost more than ``max_work`` (its
-        table size times its number of factors): rows holding it go to the compiled plans.
-        """
+    def locate(self, key: bytes, variables: np.ndarray) -> int:
+        """Id of a set of hidden variables in ``components``, built on first sight; -1 for a
+        set whose enumeration would cost more than ``max_work`` (its table size times its
+        number of factors): the caller eliminates those instead."""
         hit = self.where.get(key)
         if hit is None:
             size = int(np.prod(self.cards[variables]))
-            bucket_size = _bucket_size(size)
             factors = len(np.unique(np.concatenate([self.families_of[u] for u in variables])))
-            if size > MAX_TABLE or bucket_size * factors > self.max_work:
-                hit = (bucket_size, -1)
+            if size > MAX_TABLE or size * factors > self.max_work:
+                hit = -1
             else:
-                bucket = self.buckets.setdefault(bucket_size, _Bucket(bucket_size))
-                hit = (bucket_size, bucket.add(key, self.component(variables)))
+                self.components.append(self.component(variables))
+                self._flat = None
+                hit = len(self.components) - 1
             self.where[key] = hit
         return hit
 
+    def flat(self) -> dict[str, np.ndarray]:
+        """Every component's gathers end to end, as :func:`~probdl.graph.kernels.
+        enumerate_components` reads them: per component ``c_*`` (factors from ``c_fstart``,
+        variables from ``c_vstart``), per factor ``f_*`` (offsets from ``f_offstart``, observed
+        members from ``f_ostart``), per variable its first output column and its card."""
+        if self._flat is None:
+            cs = self.components
+            offsets = [f for c in cs for f in c.offsets]
+            used = [(row_strides > 0) for c in cs for row_strides in c.observed_strides]
+            o_var = [v[m] for c in cs for v, m in zip(c.observed_vars, (c.observed_strides > 0),
+                                                      strict=True)]
+            o_stride = [s[s > 0] for c in cs for s in c.observed_strides]
+            self._flat = {
+                "c_size": np.array([c.size for c in cs], dtype=np.int64),
+                "c_fstart": _starts([c.offsets.shape[0] for c in cs]),
+                "f_offstart": _starts([f.size for f in offsets]),
+                "f_offsets": _concat(offsets),
+                "f_ostart": _starts([int(m.sum()) for m in used]),
+                "o_var": _concat(o_var),
+                "o_stride": _concat(o_stride),
+                "c_vstart": _starts([c.cards.size for c in cs]),
+                "v_column": _concat([c.first_columns for c in cs]),
+                "v_card": _concat([c.cards for c in cs]),
+            }
+        return self._flat
 
-def _bucket_size(size: int) -> int:
-    """Tables are padded to the next power of 2 or 1.5 times one: at most a third is padding."""
-    power = 1 << max(size - 1, 0).bit_length()
-    return power * 3 // 4 if size <= power * 3 // 4 and power >= 4 else power
+
+def _starts(counts: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, dtype=np.int64)
 
 
 def tables_for(structure: Structure, cpts: Sequence[np.ndarray], max_work: float) -> Tables:

@@ -266,19 +266,22 @@ class BayesNet:
         codes = codes.reshape(values.shape)
         seen = codes >= 0
         width = len(columns)
-        # each distinct (label, column) pair is looked up once
-        pairs, inverse = np.unique((codes * width + np.arange(width))[seen], return_inverse=True)
-        lookup = np.array([_state_code(uniques[p // width], self._state_index[columns[p % width]])
-                           for p in pairs.tolist()] or [0])
-        bad = np.flatnonzero(lookup < 0)
+        # each distinct (label, column) pair is looked up once, in a dense table of them all
+        key = np.where(seen, codes * width + np.arange(width), 0)
+        present = np.zeros(len(uniques) * width + 1, dtype=bool)
+        present[key[seen]] = True
+        pairs = np.flatnonzero(present)
+        lookup = np.zeros(present.size, dtype=np.int64)
+        lookup[pairs] = [_state_code(uniques[p // width], self._state_index[columns[p % width]])
+                         for p in pairs.tolist()]
+        bad = pairs[lookup[pairs] < 0]
         if bad.size:
-            label, c = uniques[pairs[bad[0]] // width], int(pairs[bad[0]] % width)
-            row = int(np.flatnonzero(codes[:, c] == pairs[bad[0]] // width)[0])
+            label, c = uniques[bad[0] // width], int(bad[0] % width)
+            row = int(np.flatnonzero(codes[:, c] == bad[0] // width)[0])
             var = columns[c]
             raise InferenceError(f"unknown state {label!r} of {var!r} (row {row}); valid "
                                  f"states: {self._states[var]}")
-        mapped = np.zeros(codes.shape, dtype=np.int64)
-        mapped[seen] = lookup[inverse.reshape(-1)]
+        mapped = np.where(seen, lookup[key], 0)
         target = [self._index[c] for c in columns]
         states[:, target] = mapped
         observed[:, target] = seen

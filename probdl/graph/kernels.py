@@ -1,9 +1,11 @@
-"""Compiled loops of :mod:`probdl.graph.local_elimination`: both passes over all units.
+"""Compiled loops of the local path: enumerating components, and both passes of elimination.
 
-A unit is one step of the elimination tree for one row. Its pattern (which clique members are
-hidden) says, through flat arrays, which CPT entries and which children's messages multiply
-into each entry of its table: the loops below only follow those indices, so one call does every
-row's elimination whatever the rows hide. Compiled by numba on first use (cached on disk).
+:func:`enumerate_components` evaluates every hidden component of every row
+(:mod:`probdl.graph.local`); :func:`upward` and :func:`downward` run every row's steps of the
+elimination tree (:mod:`probdl.graph.local_elimination`). Flat index arrays, built once per
+component set or step pattern, say which CPT entries (and children's messages) multiply into
+each table entry, so the loops only follow indices, whatever the rows hide. Compiled by numba
+on first use and cached on disk.
 """
 
 from __future__ import annotations
@@ -17,8 +19,76 @@ TINY = 1e-250
 
 
 @njit(cache=True, nogil=True)
-def _table(u, c, g, states, start, up, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart,
-           o_var, o_stride, p_size, out):
+def enumerate_components(comp_row, comp_set, states, flat_prob, flat_log, log_floor, log_safe,
+                         c_size,
+                         c_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride, c_vstart,
+                         v_column, v_card, log_z, post, counts, weights):
+    """Each component's joint table: the product of its factors at every joint state of its
+    variables (mixed radix, last fastest), summed into ``log_z`` of its row; normalized, it
+    adds into the row's posteriors (``post``, skipped when it has no rows) and, weighted, into
+    the expected counts of every entry it touches (``counts``, skipped when empty). A table
+    whose product could fall below exp(``log_safe``) is summed in log space."""
+    width = 1
+    for g in range(c_size.size):
+        width = max(width, c_size[g])
+    table = np.empty(width)
+    for c in range(comp_row.size):
+        r, g = comp_row[c], comp_set[c]
+        size = c_size[g]
+        f0, f1 = c_fstart[g], c_fstart[g + 1]
+        in_logs = (f1 - f0) * log_floor < log_safe
+        for j in range(size):
+            table[j] = 0.0 if in_logs else 1.0
+        for f in range(f0, f1):
+            base = 0
+            for o in range(f_ostart[f], f_ostart[f + 1]):
+                base += states[r, o_var[o]] * o_stride[o]
+            first = f_offstart[f]
+            if in_logs:
+                for j in range(size):
+                    table[j] += flat_log[f_offsets[first + j] + base]
+            else:
+                for j in range(size):
+                    table[j] *= flat_prob[f_offsets[first + j] + base]
+        top = 0.0
+        if in_logs:
+            top = -np.inf
+            for j in range(size):
+                top = max(top, table[j])
+            if top == -np.inf:
+                top = 0.0
+            for j in range(size):
+                table[j] = np.exp(table[j] - top)
+        z = 0.0
+        for j in range(size):
+            z += table[j]
+        log_z[r] += np.log(z) + top
+        if z <= 0.0:
+            continue
+        for j in range(size):
+            table[j] /= z
+        if post.shape[0]:
+            stride = size
+            for i in range(c_vstart[g], c_vstart[g + 1]):
+                card = v_card[i]
+                stride //= card
+                col = v_column[i]
+                for j in range(size):
+                    post[r, col + (j // stride) % card] += table[j]
+        if counts.size:
+            w = weights[r]
+            for f in range(f0, f1):
+                base = 0
+                for o in range(f_ostart[f], f_ostart[f + 1]):
+                    base += states[r, o_var[o]] * o_stride[o]
+                first = f_offstart[f]
+                for j in range(size):
+                    counts[f_offsets[first + j] + base] += w * table[j]
+
+
+@njit(cache=True, nogil=True)
+def _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride,
+           p_size, out):
     """Product of the unit's factors (entry by entry) into ``out[:size]``; children excluded."""
     size = p_size[g]
     for j in range(size):
@@ -47,8 +117,8 @@ def upward(order, case, var, pid, states, start, up, saved_start, saved, flat_pr
         c, g = case[u], pid[u]
         if failed[c]:
             continue
-        size = _table(u, c, g, states, start, up, flat_prob, p_fstart, f_offstart, f_offsets,
-                      f_ostart, o_var, o_stride, p_size, table)
+        size = _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o_var,
+                      o_stride, p_size, table)
         s0 = saved_start[u]
         for j in range(size):
             saved[s0 + j] = table[j]
