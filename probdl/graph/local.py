@@ -36,6 +36,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from . import local_tables
 from .local_elimination import eliminate
 from .local_tables import MAX_TABLE, Tables, tables_for
 from .plan import Structure
@@ -134,13 +135,21 @@ def _layout(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     members[comp_of_cell, cell % n] = True
     comp_row = np.zeros(n_comp, dtype=np.int64)
     comp_row[comp_of_cell] = cell // n
-    packed = np.ascontiguousarray(np.packbits(members, axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    distinct, first, set_of_comp = np.unique(keys, return_index=True, return_inverse=True)
-    where = tables.where
-    located = [where[k] if k in where else tables.locate(k, np.flatnonzero(members[i]))
-               for k, i in zip(map(bytes, distinct), first, strict=True)]
-    comp_id = np.array(located, dtype=np.int64).reshape(-1)[set_of_comp.reshape(-1)]
+    if n < local_tables.INT_KEY_BITS:  # sets as integer bit masks, all looked up at once
+        keys = members.astype(np.int64) @ (np.int64(1) << np.arange(n, dtype=np.int64))
+        distinct, set_of_comp = np.unique(keys, return_inverse=True)
+        bit = np.int64(1) << np.arange(n, dtype=np.int64)
+        located = tables.known.lookup(distinct, lambda k: tables.locate(
+            k.to_bytes(8, "little"), np.flatnonzero(k & bit)))[:, 0]
+    else:
+        packed = np.ascontiguousarray(np.packbits(members, axis=1))
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+        distinct, first, set_of_comp = np.unique(keys, return_index=True, return_inverse=True)
+        where = tables.where
+        located = np.array([where[k] if k in where else tables.locate(k, np.flatnonzero(members[i]))
+                            for k, i in zip(map(bytes, distinct), first, strict=True)],
+                           dtype=np.int64)
+    comp_id = located.reshape(-1)[set_of_comp.reshape(-1)]
     costly_comp = comp_id < 0
     costly = np.zeros((b, n), dtype=bool)
     which, var = np.nonzero(members[costly_comp])

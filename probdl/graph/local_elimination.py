@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .local_tables import MAX_TABLE, Tables
+from . import local_tables
+from .local_tables import MAX_TABLE, KeyIndex, Tables
 from .plan import Structure, elimination_order
 
 __all__ = ["EliminationTree", "eliminate"]
@@ -104,6 +105,7 @@ class EliminationTree:
             self.padded[v, :len(m)] = m
         self.bits = np.left_shift(1, np.arange(width, dtype=np.int64)) if width < 63 else None
         self.where: dict[tuple[int, int], tuple[int, int, int]] = {}
+        self.known = KeyIndex(3)  # the same, keyed by one integer (step << width | pattern)
         self.patterns: list[_Pattern] = []
         self._flat: dict[str, np.ndarray] | None = None
         self.levels = [np.flatnonzero(self.height == h) for h in range(int(self.height.max()) + 1)]
@@ -311,16 +313,16 @@ def _layout(tree: EliminationTree, hidden: np.ndarray, done: np.ndarray):
     if not case.size:
         return None
     key = keys[case, var]
-    # one integer per (step, pattern) when it fits, else unique rows of the pair
-    if width + int(n).bit_length() < 63:
+    # one integer per (step, pattern) when it fits: all looked up at once; else pair by pair
+    if width + int(n).bit_length() < local_tables.INT_KEY_BITS:
         distinct, inverse = np.unique(var << width | key, return_inverse=True)
-        pairs = zip((distinct >> width).tolist(), (distinct & ((1 << width) - 1)).tolist(),
-                    strict=True)
+        mask = (1 << width) - 1
+        located = tree.known.lookup(distinct, lambda k: tree.locate(k >> width, k & mask))
     else:
         distinct, inverse = np.unique(np.stack([var, key], 1), axis=0, return_inverse=True)
-        pairs = distinct.tolist()
-    located = np.array([tree.locate(v, k) for v, k in pairs],
-                       dtype=np.int64).reshape(-1, 3)[inverse.reshape(-1)]
+        located = np.array([tree.locate(v, k) for v, k in distinct.tolist()],
+                           dtype=np.int64).reshape(-1, 3)
+    located = located[inverse.reshape(-1)]
     pid, message, relayed = located.T
     if (pid < 0).any():
         done[case[pid < 0]] = False

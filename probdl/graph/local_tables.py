@@ -25,11 +25,14 @@ import numpy as np
 
 from .plan import Structure
 
-__all__ = ["MAX_TABLE", "Tables", "tables_for"]
+__all__ = ["INT_KEY_BITS", "MAX_TABLE", "KeyIndex", "Tables", "tables_for"]
 
 # Largest table ever enumerated, or built by one step of the elimination tree (memory bound);
 # the engine's cost rule (``max_work``) stops enumeration well below it.
 MAX_TABLE = 65536
+# Keys (sets of variables, step patterns) of fewer bits than this are looked up as integers,
+# all at once; wider ones one by one through a dict.
+INT_KEY_BITS = 63
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Tables:
         self.families_of = [np.flatnonzero(self.in_scope[:, u]) for u in range(n)]
         self.components: list[_Component] = []
         self.where: dict[bytes, int] = {}  # set key -> id in components (-1: too costly)
+        self.known = KeyIndex(1)  # the same for sets keyed by an integer bit mask (n < 63)
         self._flat: dict[str, np.ndarray] | None = None
         self.width = width
 
@@ -154,6 +158,31 @@ class Tables:
                 "v_card": _concat([c.cards for c in cs]),
             }
         return self._flat
+
+
+class KeyIndex:
+    """Integer keys -> rows of integer values, looked up for a whole array at once (a binary
+    search in the sorted keys seen so far); the values of unseen keys come from a callback."""
+
+    def __init__(self, width: int) -> None:
+        self.keys = np.empty(0, dtype=np.int64)
+        self.values = np.empty((0, width), dtype=np.int64)
+
+    def lookup(self, keys: np.ndarray, make) -> np.ndarray:
+        """(K, width) values of ``keys`` (distinct); ``make(key)`` gives an unseen key's."""
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(self.keys.size - 1, 0))
+        hit = (self.keys[pos] == keys) if self.keys.size else np.zeros(keys.size, dtype=bool)
+        out = np.empty((keys.size, self.values.shape[1]), dtype=np.int64)
+        out[hit] = self.values[pos[hit]]
+        miss = np.flatnonzero(~hit)
+        if miss.size:
+            out[miss] = np.array([make(int(k)) for k in keys[miss]],
+                                 dtype=np.int64).reshape(miss.size, -1)
+            keys_all = np.concatenate([self.keys, keys[miss]])
+            order = np.argsort(keys_all, kind="stable")
+            self.keys = keys_all[order]
+            self.values = np.concatenate([self.values, out[miss]])[order]
+        return out
 
 
 def _starts(counts: list[int]) -> np.ndarray:

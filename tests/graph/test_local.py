@@ -216,3 +216,23 @@ def test_the_elimination_splits_its_rows_to_fit_the_memory_budget():
     assert 0 < alone.sum() < len(rows)
     np.testing.assert_allclose(parts[1][alone], whole[1][alone], atol=1e-12)
     np.testing.assert_allclose(parts[2][alone], whole[2][alone], atol=1e-12)
+
+
+@pytest.mark.parametrize("int_keys", [True, False])
+def test_sets_and_patterns_keyed_by_integers_or_one_by_one_agree(monkeypatch, int_keys):
+    """Networks of 63 variables or more key their components and step patterns by bytes, one
+    by one; smaller ones by integers, all at once. Both give the plans' answers."""
+    from probdl.graph import local_tables
+
+    rows = BayesNet.example("alarm").sample(80, seed=4)
+    rows = rows.mask(np.random.default_rng(4).random(rows.shape) < 0.3)
+    monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", np.inf)
+    ref = BayesNet.example("alarm").marginals(rows)
+    monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", 0)
+    if not int_keys:
+        monkeypatch.setattr(local_tables, "INT_KEY_BITS", 0)
+    bn = BayesNet.example("alarm")  # fresh tables
+    for _ in range(2):  # building the keys, then finding them
+        got = bn.marginals(rows)
+        for v in bn.variables:
+            np.testing.assert_allclose(got[v], ref[v], atol=1e-12)
