@@ -19,6 +19,35 @@ TINY = 1e-250
 
 
 @njit(cache=True, nogil=True)
+def observed_families(states, observed, scope_vars, scope_strides, scope_len, start, flat_log,
+                      columns, log_z, post, counts, weights, done):
+    """Each row's fully observed families: their log CPT entries summed into ``log_z`` and,
+    weighted, counted into ``counts`` for ``done`` rows (skipped when empty); the observed
+    variables' one-hot posteriors into ``post`` (skipped when it has no rows)."""
+    b, n = states.shape
+    for r in range(b):
+        total = 0.0
+        for f in range(n):
+            base = start[f]
+            whole = True
+            for p in range(scope_len[f]):
+                u = scope_vars[f, p]
+                if not observed[r, u]:
+                    whole = False
+                    break
+                base += states[r, u] * scope_strides[f, p]
+            if whole:
+                total += flat_log[base]
+                if counts.size and done[r]:
+                    counts[base] += weights[r]
+        log_z[r] = total
+        if post.shape[0]:
+            for v in range(n):
+                if observed[r, v]:
+                    post[r, columns[v] + states[r, v]] = 1.0
+
+
+@njit(cache=True, nogil=True)
 def enumerate_components(comp_row, comp_set, states, flat_prob, flat_log, log_floor, log_safe,
                          c_size,
                          c_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride, c_vstart,

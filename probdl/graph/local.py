@@ -108,21 +108,6 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     return done, log_z[done], post[done]
 
 
-def _families(tables: Tables, states: np.ndarray, hidden: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """(B, n): each family's flat CPT index at the row's states, and whether it has a hidden
-    variable (where the index is meaningless)."""
-    base = (states[:, tables.scope_vars] * tables.scope_strides).sum(-1) + tables.start
-    touched = (hidden[:, tables.scope_vars] & tables.scope_valid).any(-1)
-    return base, touched
-
-
-def _constants(tables: Tables, states: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-    """Sum of the log CPT entries of the families with no hidden variable, per row."""
-    base, touched = _families(tables, states, hidden)
-    return np.where(touched, 0.0, tables.flat_log[base]).sum(1)
-
-
 def _layout(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The components of every row's hidden cells: per component its row and the id of its
     variable set in ``tables.components`` (-1: too costly to enumerate), and the (B, n) mask
@@ -196,33 +181,29 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     rows are not done). With ``count_weights``, the expected family counts of the done rows
     are added into ``counts`` (and only the done rows' log_z is complete).
     """
-    from .kernels import enumerate_components  # numba: imported (and compiled) on use
+    from .kernels import enumerate_components, observed_families  # numba: compiled on use
 
     b = states.shape[0]
-    hidden = ~observed
-    comp_row, comp_id, costly = _layout(tables, hidden)
+    states = np.ascontiguousarray(states, dtype=np.int64)
+    comp_row, comp_id, costly = _layout(tables, ~observed)
     done = ~costly.any(1)
-    base, touched = _families(tables, states, hidden)
-    log_z = np.where(touched, 0.0, tables.flat_log[base]).sum(1)  # the constants
-    if counts is not None:  # fully observed families count once per (done) row
-        use = ~touched & done[:, None]
-        counts += np.bincount(base[use], np.broadcast_to(count_weights[:, None], use.shape)[use],
-                              minlength=counts.size)
+    log_z = np.empty(b)
     post = np.zeros((b if posteriors else 0, int(tables.columns[-1])))
-    if posteriors:
-        rows_seen, vars_seen = np.nonzero(observed)
-        post[rows_seen, tables.columns[vars_seen] + states[rows_seen, vars_seen]] = 1.0
+    weights = np.zeros(0) if count_weights is None else np.asarray(count_weights, dtype=np.float64)
+    observed_families(states, np.ascontiguousarray(observed), tables.scope_vars,
+                      tables.scope_strides, tables.scope_len, tables.start, tables.flat_log,
+                      tables.columns, log_z, post, np.zeros(0) if counts is None else counts,
+                      weights, done)
     keep = comp_id >= 0
     if counts is not None:
         keep &= done[comp_row]
     f = tables.flat()
     enumerate_components(
-        comp_row[keep], comp_id[keep], np.ascontiguousarray(states, dtype=np.int64),
+        comp_row[keep], comp_id[keep], states,
         tables.flat_prob, tables.flat_log, tables.log_floor, _LOG_SAFE, f["c_size"],
         f["c_fstart"], f["f_offstart"], f["f_offsets"], f["f_ostart"], f["o_var"], f["o_stride"],
         f["c_vstart"], f["v_column"], f["v_card"], log_z, post,
-        np.zeros(0) if counts is None else counts,
-        np.zeros(0) if count_weights is None else np.asarray(count_weights, dtype=np.float64))
+        np.zeros(0) if counts is None else counts, weights)
     if not posteriors:
         post = np.zeros((b, 0))
     return done, log_z, post, costly

@@ -70,9 +70,7 @@ class Tables:
             self.strides.append(dict(zip(scope, stride, strict=True)))
             self.scope_vars[v, :len(scope)] = scope
             self.scope_strides[v, :len(scope)] = stride
-        self.scope_valid = np.zeros((n, width), dtype=bool)
-        for v, scope in enumerate(scopes):
-            self.scope_valid[v, :len(scope)] = True
+        self.scope_len = np.array([len(scope) for scope in scopes], dtype=np.int64)
         self.in_scope = np.zeros((n, n), dtype=bool)  # [family, variable]
         for v, scope in enumerate(scopes):
             self.in_scope[v, list(scope)] = True
