@@ -19,6 +19,41 @@ TINY = 1e-250
 
 
 @njit(cache=True, nogil=True)
+def label_components(hidden, adj_start, adj, cell_comp, comp_row, comp_key):
+    """Connected components of each row's hidden variables in the moral graph (CSR ``adj``):
+    each hidden cell's component in ``cell_comp`` (others stay -1), each component's row and,
+    while ``comp_key`` has room, its variables as a bit mask. Returns the number found."""
+    b, n = hidden.shape
+    stack = np.empty(n, dtype=np.int64)
+    found = 0
+    for r in range(b):
+        for v in range(n):
+            if not hidden[r, v] or cell_comp[r, v] >= 0:
+                continue
+            cell_comp[r, v] = found
+            comp_row[found] = r
+            key = 0
+            top = 0
+            stack[0] = v
+            top = 1
+            while top:
+                top -= 1
+                u = stack[top]
+                if comp_key.size:
+                    key |= 1 << u
+                for i in range(adj_start[u], adj_start[u + 1]):
+                    w = adj[i]
+                    if hidden[r, w] and cell_comp[r, w] < 0:
+                        cell_comp[r, w] = found
+                        stack[top] = w
+                        top += 1
+            if comp_key.size:
+                comp_key[found] = key
+            found += 1
+    return found
+
+
+@njit(cache=True, nogil=True)
 def observed_families(states, observed, scope_vars, scope_strides, scope_len, start, flat_log,
                       columns, log_z, post, counts, weights, done):
     """Each row's fully observed families: their log CPT entries summed into ``log_z`` and,

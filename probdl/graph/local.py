@@ -33,8 +33,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from . import local_tables
 from .local_elimination import eliminate
@@ -45,19 +43,6 @@ __all__ = ["answer_local", "answerable", "expected_counts"]
 
 # Products of factors stay in probability space while they cannot fall below exp(-600).
 _LOG_SAFE = -600.0
-
-
-def _components(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden cells (row, variable) labelled by component: (rows of cells, label of cells)."""
-    b, n = hidden.shape
-    e = tables.edges
-    linked = hidden[:, e[:, 0]] & hidden[:, e[:, 1]]
-    r, k = np.nonzero(linked)
-    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r * n + e[k, 0], r * n + e[k, 1])),
-                       shape=(b * n, b * n))
-    _, labels = connected_components(graph, directed=False)
-    cell = np.flatnonzero(hidden.ravel())
-    return cell, labels[cell]
 
 
 def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.ndarray,
@@ -112,21 +97,25 @@ def _layout(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """The components of every row's hidden cells: per component its row and the id of its
     variable set in ``tables.components`` (-1: too costly to enumerate), and the (B, n) mask
     of the variables in costly components."""
+    from .kernels import label_components  # numba: compiled on use
+
     b, n = hidden.shape
-    cell, label = _components(tables, hidden)
-    comp_of_cell = np.unique(label, return_inverse=True)[1].reshape(-1)
-    n_comp = int(comp_of_cell.max()) + 1 if cell.size else 0
-    members = np.zeros((n_comp, n), dtype=bool)
-    members[comp_of_cell, cell % n] = True
-    comp_row = np.zeros(n_comp, dtype=np.int64)
-    comp_row[comp_of_cell] = cell // n
-    if n < local_tables.INT_KEY_BITS:  # sets as integer bit masks, all looked up at once
-        keys = members.astype(np.int64) @ (np.int64(1) << np.arange(n, dtype=np.int64))
-        distinct, set_of_comp = np.unique(keys, return_inverse=True)
+    cell_comp = np.full((b, n), -1, dtype=np.int64)
+    comp_row = np.empty(int(hidden.sum()), dtype=np.int64)
+    small = n < local_tables.INT_KEY_BITS  # sets as integer bit masks, all looked up at once
+    keys = np.empty(comp_row.size if small else 0, dtype=np.int64)
+    found = label_components(np.ascontiguousarray(hidden), tables.adj_start, tables.adj,
+                             cell_comp, comp_row, keys)
+    comp_row = comp_row[:found]
+    if small:
+        distinct, set_of_comp = np.unique(keys[:found], return_inverse=True)
         bit = np.int64(1) << np.arange(n, dtype=np.int64)
         located = tables.known.lookup(distinct, lambda k: tables.locate(
             k.to_bytes(8, "little"), np.flatnonzero(k & bit)))[:, 0]
     else:
+        members = np.zeros((found, n), dtype=bool)
+        r, v = np.nonzero(cell_comp >= 0)
+        members[cell_comp[r, v], v] = True
         packed = np.ascontiguousarray(np.packbits(members, axis=1))
         keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
         distinct, first, set_of_comp = np.unique(keys, return_index=True, return_inverse=True)
@@ -135,10 +124,8 @@ def _layout(tables: Tables, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                             for k, i in zip(map(bytes, distinct), first, strict=True)],
                            dtype=np.int64)
     comp_id = located.reshape(-1)[set_of_comp.reshape(-1)]
-    costly_comp = comp_id < 0
-    costly = np.zeros((b, n), dtype=bool)
-    which, var = np.nonzero(members[costly_comp])
-    costly[comp_row[costly_comp][which], var] = True
+    # index -1 (an observed cell) reads the appended False
+    costly = np.append(comp_id < 0, False)[cell_comp]
     return comp_row, comp_id, costly
 
 

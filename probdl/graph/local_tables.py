@@ -76,6 +76,10 @@ class Tables:
             self.in_scope[v, list(scope)] = True
         pairs = {(min(a, b), max(a, b)) for s in scopes for a in s for b in s if a != b}
         self.edges = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+        ends = np.concatenate([self.edges, self.edges[:, ::-1]])
+        ends = ends[np.argsort(ends[:, 0], kind="stable")]
+        self.adj = np.ascontiguousarray(ends[:, 1])  # neighbours of u: adj[adj_start[u]:...]
+        self.adj_start = np.searchsorted(ends[:, 0], np.arange(n + 1)).astype(np.int64)
         self.families_of = [np.flatnonzero(self.in_scope[:, u]) for u in range(n)]
         self.components: list[_Component] = []
         self.where: dict[bytes, int] = {}  # set key -> id in components (-1: too costly)
