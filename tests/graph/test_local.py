@@ -236,3 +236,24 @@ def test_sets_and_patterns_keyed_by_integers_or_one_by_one_agree(monkeypatch, in
         got = bn.marginals(rows)
         for v in bn.variables:
             np.testing.assert_allclose(got[v], ref[v], atol=1e-12)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), p_hidden=st.floats(0.2, 0.9))
+def test_elimination_on_larger_random_networks_matches_the_plans(seed, p_hidden):
+    """Twelve variables with up to three parents: deeper trees, steps with several children,
+    relays; everything summed out along the tree (max_work 0) against the compiled plans."""
+    bn = random_net(seed, n_vars=12, max_parents=3)
+    rng = np.random.default_rng(seed)
+    rows = bn.sample(30, seed=seed).mask(rng.random((30, 12)) < p_hidden)
+    states, observed = bn._encode(rows)
+    cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    done, log_z, post = local.answer_local(bn._structure, cpts, states, observed, max_work=0.0)
+    assert done.all()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "LOCAL_MIN_FLOPS", np.inf)  # plans only
+        ref, ref_ll = bn.marginals(rows), bn.log_likelihood(rows)
+    np.testing.assert_allclose(log_z, ref_ll, atol=1e-10)
+    cols = _columns(bn)
+    for j, v in enumerate(bn.variables):
+        np.testing.assert_allclose(post[:, cols[j]:cols[j + 1]], ref[v], atol=1e-10)
