@@ -213,13 +213,19 @@ def downward(order, case, var, pid, start, up, down, saved_start, saved, p_size,
              p_hidden, p_kstart, k_var, k_size, k_offstart, k_offsets, columns, post, failed):
     """Parents first: the unit's factors times its parent's message; with all children's
     messages too it is the belief (its variable's posterior when hidden); without one child's
-    it is that child's message from above, summed onto the child's scope."""
-    width = 1
+    it is that child's message from above, summed onto the child's scope. Products of the
+    other children come from running prefix and suffix products (no child is gathered twice)."""
+    width, most = 1, 0
     for g in range(p_size.size):
         width = max(width, p_size[g])
+        most = max(most, p_kstart[g + 1] - p_kstart[g])
     rest = np.empty(width)
     other = np.empty(width)
     sums = np.empty(width)
+    kids = np.empty((most, width))
+    after = np.empty((most + 1, width))  # after[i]: product of children i, i+1, ...
+    for i in range(down.size):
+        down[i] = 1.0  # roots keep 1; every other message is written by its parent first
     for step in range(order.size - 1, -1, -1):
         u = order[step]
         c, g = case[u], pid[u]
@@ -230,50 +236,52 @@ def downward(order, case, var, pid, start, up, down, saved_start, saved, p_size,
         s0 = saved_start[u]
         for j in range(size):
             rest[j] = saved[s0 + j] * down[mine + j % m]
-        k0, k1 = p_kstart[g], p_kstart[g + 1]
-        if p_hidden[g]:
+        k0, nk = p_kstart[g], p_kstart[g + 1] - p_kstart[g]
+        for i in range(nk):
+            kid = start[c, k_var[k0 + i]]
+            first = k_offstart[k0 + i]
             for j in range(size):
-                other[j] = rest[j]
-            for k in range(k0, k1):
-                kid = start[c, k_var[k]]
-                first = k_offstart[k]
-                for j in range(size):
-                    other[j] *= up[kid + k_offsets[first + j]]
-            card = size // m
-            for s in range(card):
-                sums[s] = 0.0
+                kids[i, j] = up[kid + k_offsets[first + j]]
+        for j in range(size):
+            after[nk, j] = 1.0
+        for i in range(nk - 1, -1, -1):
             for j in range(size):
-                sums[j // m] += other[j]
-            total = 0.0
-            for s in range(card):
-                total += sums[s]
-            if total <= 0.0:
-                failed[c] = True
-                continue
-            col = columns[var[u]]
-            for s in range(card):
-                post[c, col + s] = sums[s] / total
-        for k in range(k0, k1):
+                after[i, j] = after[i + 1, j] * kids[i, j]
+        # ``rest`` becomes the running product of the factors, the parent's message and the
+        # children before i: times after[i + 1] it is everything but child i
+        for i in range(nk):
+            k = k0 + i
             for j in range(size):
-                other[j] = rest[j]
-            for k2 in range(k0, k1):
-                if k2 == k:
-                    continue
-                kid = start[c, k_var[k2]]
-                first = k_offstart[k2]
-                for j in range(size):
-                    other[j] *= up[kid + k_offsets[first + j]]
-            kid = start[c, k_var[k]]
+                other[j] = rest[j] * after[i + 1, j]
+            for t in range(k_size[k]):
+                sums[t] = 0.0
             first = k_offstart[k]
-            for i in range(k_size[k]):
-                sums[i] = 0.0
             for j in range(size):
                 sums[k_offsets[first + j]] += other[j]
             top = 0.0
-            for i in range(k_size[k]):
-                top = max(top, sums[i])
+            for t in range(k_size[k]):
+                top = max(top, sums[t])
             if top < TINY:
                 failed[c] = True
                 break
-            for i in range(k_size[k]):
-                down[kid + i] = sums[i] / top
+            kid = start[c, k_var[k]]
+            for t in range(k_size[k]):
+                down[kid + t] = sums[t] / top
+            for j in range(size):
+                rest[j] *= kids[i, j]
+        if failed[c] or not p_hidden[g]:
+            continue
+        card = size // m
+        for t in range(card):
+            sums[t] = 0.0
+        for j in range(size):
+            sums[j // m] += rest[j]
+        total = 0.0
+        for t in range(card):
+            total += sums[t]
+        if total <= 0.0:
+            failed[c] = True
+            continue
+        col = columns[var[u]]
+        for t in range(card):
+            post[c, col + t] = sums[t] / total

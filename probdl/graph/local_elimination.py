@@ -267,7 +267,7 @@ def eliminate(tables: Tables, structure: Structure, states: np.ndarray, hidden: 
     order = np.argsort(tree.height[var], kind="stable")
     saved_start = np.concatenate([[0], np.cumsum(f["p_size"][pid])])
     saved = np.empty(int(saved_start[-1]))
-    up, down = np.ones(total), np.ones(total)
+    up, down = np.empty(total), np.empty(total)  # every message is written before it is read
     failed = ~done
     upward(order, case, var, pid, states, start, up, saved_start, saved, tables.flat_prob,
            f["p_fstart"], f["f_offstart"], f["f_offsets"], f["f_ostart"], f["o_var"],
