@@ -205,29 +205,49 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     (B, k) posteriors); ``"joint"`` -> (log P(e), (B, *k_targets) posterior table over
     ``targets``); ``"map"`` -> (log P(e), max log P(x, e) (B,), LongTensor (B, n) assignment).
 
-    On CPU, rows with hard evidence are answered first by :mod:`probdl.graph.local`
-    (enumerating their small independent components, eliminating the larger ones along one
-    tree); the compiled plans take the rows it hands back and everything else.
+    On CPU, marginals and log-likelihoods are answered first by :mod:`probdl.graph.local`
+    (enumerating each row's small independent components, eliminating the larger ones along
+    one tree; soft evidence multiplies in as a factor per variable); the compiled plans take
+    the rows it hands back and everything else.
     """
     row_bytes = len(structure.cards) * LOCAL_BYTES_PER_CELL
-    if (mode in ("marginals", "logz") and not targets and not need_grad and not batch.soft
+    if (mode in ("marginals", "logz") and not targets and not need_grad
             and getattr(cpts, "arrays", None) is not None and memory_budget >= 2 * row_bytes
             and grouping.universal_flops(structure, "greedy") >= LOCAL_MIN_FLOPS):
+        soft, soft_log = _soft_columns(structure, batch)
         # half the budget for blocks of rows (components graph, padded tables), half for the
         # elimination's tables, which it splits into groups of rows itself
         step = max(1, int(memory_budget / 2 // row_bytes))
         parts = [answer_local(structure, cpts, batch.states[lo:lo + step],
                               batch.observed[lo:lo + step],
                               max_work=ENUMERATE_MAX_WORK,
-                              posteriors=mode == "marginals", memory_budget=memory_budget / 2)
+                              posteriors=mode == "marginals", memory_budget=memory_budget / 2,
+                              soft=None if soft is None else soft[lo:lo + step])
                  for lo in range(0, max(batch.size, 1), step)]
         done = np.concatenate([p[0] for p in parts])
-        lz_local = np.concatenate([p[1] for p in parts])
+        lz_local = np.concatenate([p[1] for p in parts]) + soft_log[done]
         post_local = np.concatenate([p[2] for p in parts])
         if done.any():
             return _merge_local(structure, cpts, batch, mode, memory_budget, optimize, done,
                                 lz_local, post_local)
     return _run_plans(structure, cpts, batch, mode, targets, memory_budget, optimize, need_grad)
+
+
+def _soft_columns(structure: Structure, batch: Batch) -> tuple[np.ndarray | None, np.ndarray]:
+    """Soft evidence side by side (B, sum of cards; ones where a variable has none), each
+    likelihood scaled to a maximum of 1 per row, and the log of the scales per row (added back
+    to log P(e)). None when the batch has no soft evidence."""
+    if not batch.soft:
+        return None, np.zeros(batch.size)
+    offsets = np.concatenate([[0], np.cumsum(structure.cards)])
+    soft = np.ones((batch.size, int(offsets[-1])))
+    scale = np.zeros(batch.size)
+    for v, lik in batch.soft.items():
+        lik = lik.detach().cpu().numpy().astype(np.float64)
+        top = lik.max(1, keepdims=True)
+        soft[:, offsets[v]:offsets[v + 1]] = lik / top
+        scale += np.log(top[:, 0])
+    return soft, scale
 
 
 def _merge_local(structure, cpts, batch, mode, memory_budget, optimize, done, lz_local,
@@ -242,7 +262,9 @@ def _merge_local(structure, cpts, batch, mode, memory_budget, optimize, done, lz
         post[torch.from_numpy(done)] = torch.from_numpy(post_local).to(ref.dtype)
     rest = ~done
     if rest.any():
-        sub = Batch(batch.states[rest], batch.observed[rest], {})
+        keep = torch.from_numpy(rest)
+        sub = Batch(batch.states[rest], batch.observed[rest],
+                    {v: lik[keep.to(lik.device)] for v, lik in batch.soft.items()})
         answer = _run_plans(structure, cpts, sub, mode, (), memory_budget, optimize, False)
         if mode == "marginals":
             log_z[torch.from_numpy(rest)] = answer[0].cpu()

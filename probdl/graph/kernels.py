@@ -55,10 +55,11 @@ def label_components(hidden, adj_start, adj, cell_comp, comp_row, comp_key):
 
 @njit(cache=True, nogil=True)
 def observed_families(states, observed, scope_vars, scope_strides, scope_len, start, flat_log,
-                      columns, log_z, post, counts, weights, done):
+                      columns, log_z, post, counts, weights, done, soft):
     """Each row's fully observed families: their log CPT entries summed into ``log_z`` and,
     weighted, counted into ``counts`` for ``done`` rows (skipped when empty); the observed
-    variables' one-hot posteriors into ``post`` (skipped when it has no rows)."""
+    variables' one-hot posteriors into ``post`` (skipped when it has no rows), and the log of
+    their soft likelihood at the observed state into ``log_z`` (``soft`` with rows)."""
     b, n = states.shape
     for r in range(b):
         total = 0.0
@@ -75,6 +76,10 @@ def observed_families(states, observed, scope_vars, scope_strides, scope_len, st
                 total += flat_log[base]
                 if counts.size and done[r]:
                     counts[base] += weights[r]
+        if soft.shape[0]:
+            for v in range(n):
+                if observed[r, v]:
+                    total += np.log(soft[r, columns[v] + states[r, v]])
         log_z[r] = total
         if post.shape[0]:
             for v in range(n):
@@ -86,12 +91,14 @@ def observed_families(states, observed, scope_vars, scope_strides, scope_len, st
 def enumerate_components(comp_row, comp_set, states, flat_prob, flat_log, log_floor, log_safe,
                          c_size,
                          c_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride, c_vstart,
-                         v_column, v_card, log_z, post, counts, weights):
+                         v_column, v_card, log_z, post, counts, weights, soft, soft_floor):
     """Each component's joint table: the product of its factors at every joint state of its
     variables (mixed radix, last fastest), summed into ``log_z`` of its row; normalized, it
     adds into the row's posteriors (``post``, skipped when it has no rows) and, weighted, into
-    the expected counts of every entry it touches (``counts``, skipped when empty). A table
-    whose product could fall below exp(``log_safe``) is summed in log space."""
+    the expected counts of every entry it touches (``counts``, skipped when empty). Soft
+    evidence (``soft`` with rows: likelihoods per output column, smallest positive entry
+    exp(``soft_floor``)) multiplies in per variable. A table whose product could fall below
+    exp(``log_safe``) is summed in log space."""
     width = 1
     for g in range(c_size.size):
         width = max(width, c_size[g])
@@ -100,7 +107,9 @@ def enumerate_components(comp_row, comp_set, states, flat_prob, flat_log, log_fl
         r, g = comp_row[c], comp_set[c]
         size = c_size[g]
         f0, f1 = c_fstart[g], c_fstart[g + 1]
-        in_logs = (f1 - f0) * log_floor < log_safe
+        v0, v1 = c_vstart[g], c_vstart[g + 1]
+        with_soft = soft.shape[0] > 0
+        in_logs = (f1 - f0) * log_floor + (v1 - v0) * soft_floor * with_soft < log_safe
         for j in range(size):
             table[j] = 0.0 if in_logs else 1.0
         for f in range(f0, f1):
@@ -114,6 +123,18 @@ def enumerate_components(comp_row, comp_set, states, flat_prob, flat_log, log_fl
             else:
                 for j in range(size):
                     table[j] *= flat_prob[f_offsets[first + j] + base]
+        if with_soft:
+            stride = size
+            for i in range(v0, v1):
+                card = v_card[i]
+                stride //= card
+                col = v_column[i]
+                for j in range(size):
+                    lik = soft[r, col + (j // stride) % card]
+                    if in_logs:
+                        table[j] += np.log(lik)
+                    else:
+                        table[j] *= lik
         top = 0.0
         if in_logs:
             top = -np.inf
@@ -152,8 +173,9 @@ def enumerate_components(comp_row, comp_set, states, flat_prob, flat_log, log_fl
 
 @njit(cache=True, nogil=True)
 def _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride,
-           p_size, out):
-    """Product of the unit's factors (entry by entry) into ``out[:size]``; children excluded."""
+           p_size, out, soft, soft_column, hidden_v, m):
+    """Product of the unit's factors (entry by entry) into ``out[:size]``, times the soft
+    evidence on its variable when that is summed out here; children excluded."""
     size = p_size[g]
     for j in range(size):
         out[j] = 1.0
@@ -164,15 +186,19 @@ def _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o
         first = f_offstart[f]
         for j in range(size):
             out[j] *= flat_prob[f_offsets[first + j] + base]
+    if soft.shape[0] and hidden_v:
+        for j in range(size):
+            out[j] *= soft[c, soft_column + j // m]
     return size
 
 
 @njit(cache=True, nogil=True)
 def upward(order, case, var, pid, states, start, up, saved_start, saved, flat_prob,
-           p_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride, p_size, p_msg,
-           p_kstart, k_var, k_offstart, k_offsets, log_z, failed):
-    """Children first: each unit's factors times its children's messages, its variable summed
-    out, rescaled to a maximum of 1 (the scale goes into ``log_z``), stored at its start."""
+           p_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride, p_size, p_msg, p_hidden,
+           p_kstart, k_var, k_offstart, k_offsets, columns, soft, log_z, failed):
+    """Children first: each unit's factors (and soft evidence) times its children's messages,
+    its variable summed out, rescaled to a maximum of 1 (the scale goes into ``log_z``),
+    stored at its start. ``soft`` (rows, columns) holds likelihoods, or no rows."""
     width = 1
     for g in range(p_size.size):
         width = max(width, p_size[g])
@@ -182,7 +208,7 @@ def upward(order, case, var, pid, states, start, up, saved_start, saved, flat_pr
         if failed[c]:
             continue
         size = _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o_var,
-                      o_stride, p_size, table)
+                      o_stride, p_size, table, soft, columns[var[u]], p_hidden[g], p_msg[g])
         s0 = saved_start[u]
         for j in range(size):
             saved[s0 + j] = table[j]

@@ -48,7 +48,7 @@ _LOG_SAFE = -600.0
 def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.ndarray,
                  observed: np.ndarray, max_work: float = float(MAX_TABLE) * 32,
                  posteriors: bool = True, eliminate_costly: bool = True,
-                 memory_budget: float = float("inf")
+                 memory_budget: float = float("inf"), soft: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact log P(e) and all posteriors for the rows whose hidden components are small.
 
@@ -64,6 +64,9 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     eliminate_costly : False leaves rows with a costly component out (``done`` False) instead.
     memory_budget : bytes for the elimination's tables and messages (see
         :func:`~probdl.graph.local_elimination.eliminate`).
+    soft : (B, sum of cards), optional: soft evidence, each variable's likelihood of each of its
+        states side by side (ones where a variable has none). It multiplies in as a factor on
+        its variable, hidden or observed.
 
     Returns
     -------
@@ -73,7 +76,7 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
     post : (D, sum of cards) posteriors of every variable side by side (one-hot where observed).
     """
     tables = tables_for(structure, cpts, max_work)
-    done, log_z, post, costly = _enumerate(tables, states, observed, posteriors)
+    done, log_z, post, costly = _enumerate(tables, states, observed, posteriors, soft=soft)
     if not posteriors:
         post = post[:, :0]
     left = np.flatnonzero(~done)
@@ -83,7 +86,8 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
         # constants above are theirs already, and the tree's families are exactly the ones
         # left out of them (those with a costly member)
         ve_done, ve_log_z, ve_post = eliminate(tables, structure, states[left], costly[left],
-                                               posteriors, memory_budget)
+                                               posteriors, memory_budget,
+                                               None if soft is None else soft[left])
         rows = left[ve_done]
         log_z[rows] += ve_log_z[ve_done]
         if posteriors:
@@ -158,7 +162,7 @@ def expected_counts(tables: Tables, states: np.ndarray, observed: np.ndarray,
 
 def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteriors: bool,
                count_weights: np.ndarray | None = None,
-               counts: np.ndarray | None = None
+               counts: np.ndarray | None = None, soft: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The enumeration of :func:`answer_local` (costly components left out), over all rows.
 
@@ -177,10 +181,11 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     log_z = np.empty(b)
     post = np.zeros((b if posteriors else 0, int(tables.columns[-1])))
     weights = np.zeros(0) if count_weights is None else np.asarray(count_weights, dtype=np.float64)
+    soft, soft_floor = _soft(soft)
     observed_families(states, np.ascontiguousarray(observed), tables.scope_vars,
                       tables.scope_strides, tables.scope_len, tables.start, tables.flat_log,
                       tables.columns, log_z, post, np.zeros(0) if counts is None else counts,
-                      weights, done)
+                      weights, done, soft)
     keep = comp_id >= 0
     if counts is not None:
         keep &= done[comp_row]
@@ -190,7 +195,17 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
         tables.flat_prob, tables.flat_log, tables.log_floor, _LOG_SAFE, f["c_size"],
         f["c_fstart"], f["f_offstart"], f["f_offsets"], f["f_ostart"], f["o_var"], f["o_stride"],
         f["c_vstart"], f["v_column"], f["v_card"], log_z, post,
-        np.zeros(0) if counts is None else counts, weights)
+        np.zeros(0) if counts is None else counts, weights, soft, soft_floor)
     if not posteriors:
         post = np.zeros((b, 0))
     return done, log_z, post, costly
+
+
+def _soft(soft: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """Soft evidence as the compiled loops take it (no rows: none) and the log of its smallest
+    positive entry (0 without)."""
+    if soft is None:
+        return np.ones((0, 1)), 0.0
+    soft = np.ascontiguousarray(soft, dtype=np.float64)
+    positive = soft[soft > 0]
+    return soft, float(np.log(positive.min())) if positive.size else 0.0

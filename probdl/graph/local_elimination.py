@@ -223,8 +223,8 @@ def tree_for(tables: Tables, structure: Structure) -> EliminationTree:
 
 
 def eliminate(tables: Tables, structure: Structure, states: np.ndarray, hidden: np.ndarray,
-              posteriors: bool = True, memory_budget: float = float("inf")
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              posteriors: bool = True, memory_budget: float = float("inf"),
+              soft: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sum out each row's ``hidden`` variables along the elimination tree.
 
     Parameters
@@ -236,6 +236,8 @@ def eliminate(tables: Tables, structure: Structure, states: np.ndarray, hidden: 
     posteriors : False skips the downward pass.
     memory_budget : bytes for the tables and messages of one call; more rows are split into
         calls that fit, and a row needing over half of it alone is handed back.
+    soft : (B, sum of cards), optional: likelihoods of the hidden variables' states, multiplied
+        in at each variable's own step.
 
     Returns
     -------
@@ -262,17 +264,18 @@ def eliminate(tables: Tables, structure: Structure, states: np.ndarray, hidden: 
     f = tree.flat()
     need = 8 * np.bincount(case, f["p_size"][pid] + 2 * f["p_msg"][pid], minlength=b)
     if need.sum() > memory_budget:
-        return _in_groups(tables, structure, states, hidden, posteriors, memory_budget, need)
+        return _in_groups(tables, structure, states, hidden, posteriors, memory_budget, need, soft)
     states = np.ascontiguousarray(states, dtype=np.int64)
     order = np.argsort(tree.height[var], kind="stable")
     saved_start = np.concatenate([[0], np.cumsum(f["p_size"][pid])])
     saved = np.empty(int(saved_start[-1]))
     up, down = np.empty(total), np.empty(total)  # every message is written before it is read
     failed = ~done
+    soft = np.ones((0, 1)) if soft is None else np.ascontiguousarray(soft, dtype=np.float64)
     upward(order, case, var, pid, states, start, up, saved_start, saved, tables.flat_prob,
            f["p_fstart"], f["f_offstart"], f["f_offsets"], f["f_ostart"], f["o_var"],
-           f["o_stride"], f["p_size"], f["p_msg"], f["p_kstart"], f["k_var"], f["k_offstart"],
-           f["k_offsets"], log_z, failed)
+           f["o_stride"], f["p_size"], f["p_msg"], f["p_hidden"], f["p_kstart"], f["k_var"],
+           f["k_offstart"], f["k_offsets"], tables.columns, soft, log_z, failed)
     if posteriors:
         downward(order, case, var, pid, start, up, down, saved_start, saved, f["p_size"],
                  f["p_msg"], f["p_hidden"], f["p_kstart"], f["k_var"], f["k_size"],
@@ -281,8 +284,8 @@ def eliminate(tables: Tables, structure: Structure, states: np.ndarray, hidden: 
 
 
 def _in_groups(tables: Tables, structure: Structure, states: np.ndarray, hidden: np.ndarray,
-               posteriors: bool, memory_budget: float, need: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               posteriors: bool, memory_budget: float, need: np.ndarray,
+               soft: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`eliminate` over groups of rows that each fit the budget (rows needing over half
     of it alone are handed back, so a group never exceeds it)."""
     b = hidden.shape[0]
@@ -294,7 +297,8 @@ def _in_groups(tables: Tables, structure: Structure, states: np.ndarray, hidden:
     for g in np.unique(group):
         rows = fits[group == g]
         done[rows], log_z[rows], post[rows] = eliminate(
-            tables, structure, states[rows], hidden[rows], posteriors, memory_budget)
+            tables, structure, states[rows], hidden[rows], posteriors, memory_budget,
+            None if soft is None else soft[rows])
     return done, log_z, post
 
 
