@@ -37,7 +37,7 @@ import torch
 from ..errors import InferenceError
 from . import grouping
 from .contract import max_product, sum_product, sum_product_numpy
-from .local import answer_local
+from .local import answer_local, soft_columns
 from .plan import Plan, Structure, compile_plan
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "Batch", "CptList", "log_evidence", "run"]
@@ -214,7 +214,7 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     if (mode in ("marginals", "logz") and not targets and not need_grad
             and getattr(cpts, "arrays", None) is not None and memory_budget >= 2 * row_bytes
             and grouping.universal_flops(structure, "greedy") >= LOCAL_MIN_FLOPS):
-        soft, soft_log = _soft_columns(structure, batch)
+        soft, soft_log = soft_columns(structure.cards, batch.soft, batch.size)
         # half the budget for blocks of rows (components graph, padded tables), half for the
         # elimination's tables, which it splits into groups of rows itself
         step = max(1, int(memory_budget / 2 // row_bytes))
@@ -231,23 +231,6 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
             return _merge_local(structure, cpts, batch, mode, memory_budget, optimize, done,
                                 lz_local, post_local)
     return _run_plans(structure, cpts, batch, mode, targets, memory_budget, optimize, need_grad)
-
-
-def _soft_columns(structure: Structure, batch: Batch) -> tuple[np.ndarray | None, np.ndarray]:
-    """Soft evidence side by side (B, sum of cards; ones where a variable has none), each
-    likelihood scaled to a maximum of 1 per row, and the log of the scales per row (added back
-    to log P(e)). None when the batch has no soft evidence."""
-    if not batch.soft:
-        return None, np.zeros(batch.size)
-    offsets = np.concatenate([[0], np.cumsum(structure.cards)])
-    soft = np.ones((batch.size, int(offsets[-1])))
-    scale = np.zeros(batch.size)
-    for v, lik in batch.soft.items():
-        lik = lik.detach().cpu().numpy().astype(np.float64)
-        top = lik.max(1, keepdims=True)
-        soft[:, offsets[v]:offsets[v + 1]] = lik / top
-        scale += np.log(top[:, 0])
-    return soft, scale
 
 
 def _merge_local(structure, cpts, batch, mode, memory_budget, optimize, done, lz_local,

@@ -39,7 +39,7 @@ from .local_elimination import eliminate
 from .local_tables import MAX_TABLE, Tables, tables_for
 from .plan import Structure
 
-__all__ = ["answer_local", "answerable", "expected_counts"]
+__all__ = ["answer_local", "answerable", "expected_counts", "soft_columns"]
 
 # Products of factors stay in probability space while they cannot fall below exp(-600).
 _LOG_SAFE = -600.0
@@ -209,3 +209,21 @@ def _soft(soft: np.ndarray | None) -> tuple[np.ndarray, float]:
     soft = np.ascontiguousarray(soft, dtype=np.float64)
     positive = soft[soft > 0]
     return soft, float(np.log(positive.min())) if positive.size else 0.0
+
+
+def soft_columns(cards: Sequence[int], soft: dict, size: int) -> tuple[np.ndarray | None,
+                                                                        np.ndarray]:
+    """Soft evidence (variable index -> (B, k) likelihoods) side by side, (B, sum of cards) with
+    ones where a variable has none, each likelihood scaled to a maximum of 1 per row; and the
+    log of the scales per row (to add back to log P(e)). None when there is no soft evidence."""
+    if not soft:
+        return None, np.zeros(size)
+    offsets = np.concatenate([[0], np.cumsum(cards)])
+    out = np.ones((size, int(offsets[-1])))
+    scale = np.zeros(size)
+    for v, lik in soft.items():
+        lik = np.asarray(lik.detach().cpu() if hasattr(lik, "detach") else lik, dtype=np.float64)
+        top = lik.max(1, keepdims=True)
+        out[:, offsets[v]:offsets[v + 1]] = lik / top
+        scale += np.log(top[:, 0])
+    return out, scale
