@@ -16,6 +16,16 @@ from numba import njit
 # A table or message whose largest entry falls below this is too close to underflow for
 # probability space; the row is handed back (the compiled plans rescale as they go).
 TINY = 1e-250
+# A product of two non-zero numbers below this has lost digits (or all of them): the row is
+# handed back, and the caller enumerates it in log space.
+FLOOR = 1e-290
+
+
+@njit(inline="always")
+def _times(a, b):
+    """a * b, and whether two non-zero factors made a product below FLOOR (underflow)."""
+    p = a * b
+    return p, p < FLOOR and a != 0.0 and b != 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -175,8 +185,10 @@ def enumerate_components(comp_row, comp_set, states, flat_prob, flat_log, log_fl
 def _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o_var, o_stride,
            p_size, out, soft, soft_column, hidden_v, m):
     """Product of the unit's factors (entry by entry) into ``out[:size]``, times the soft
-    evidence on its variable when that is summed out here; children excluded."""
+    evidence on its variable when that is summed out here; children excluded. Returns the
+    size and whether a product underflowed."""
     size = p_size[g]
+    lost = False
     for j in range(size):
         out[j] = 1.0
     for f in range(p_fstart[g], p_fstart[g + 1]):
@@ -185,11 +197,13 @@ def _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o
             base += states[c, o_var[o]] * o_stride[o]
         first = f_offstart[f]
         for j in range(size):
-            out[j] *= flat_prob[f_offsets[first + j] + base]
+            out[j], under = _times(out[j], flat_prob[f_offsets[first + j] + base])
+            lost |= under
     if soft.shape[0] and hidden_v:
         for j in range(size):
-            out[j] *= soft[c, soft_column + j // m]
-    return size
+            out[j], under = _times(out[j], soft[c, soft_column + j // m])
+            lost |= under
+    return size, lost
 
 
 @njit(cache=True, nogil=True)
@@ -207,8 +221,9 @@ def upward(order, case, var, pid, states, start, up, saved_start, saved, flat_pr
         c, g = case[u], pid[u]
         if failed[c]:
             continue
-        size = _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart, o_var,
-                      o_stride, p_size, table, soft, columns[var[u]], p_hidden[g], p_msg[g])
+        size, lost = _table(c, g, states, flat_prob, p_fstart, f_offstart, f_offsets, f_ostart,
+                            o_var, o_stride, p_size, table, soft, columns[var[u]], p_hidden[g],
+                            p_msg[g])
         s0 = saved_start[u]
         for j in range(size):
             saved[s0 + j] = table[j]
@@ -216,7 +231,11 @@ def upward(order, case, var, pid, states, start, up, saved_start, saved, flat_pr
             kid = start[c, k_var[k]]
             first = k_offstart[k]
             for j in range(size):
-                table[j] *= up[kid + k_offsets[first + j]]
+                table[j], under = _times(table[j], up[kid + k_offsets[first + j]])
+                lost |= under
+        if lost:
+            failed[c] = True
+            continue
         m = p_msg[g]
         mine = start[c, var[u]]
         for i in range(m):
@@ -260,8 +279,10 @@ def downward(order, case, var, pid, start, up, down, saved_start, saved, p_size,
         size, m = p_size[g], p_msg[g]
         mine = start[c, var[u]]
         s0 = saved_start[u]
+        lost = False
         for j in range(size):
-            rest[j] = saved[s0 + j] * down[mine + j % m]
+            rest[j], under = _times(saved[s0 + j], down[mine + j % m])
+            lost |= under
         k0, nk = p_kstart[g], p_kstart[g + 1] - p_kstart[g]
         for i in range(nk):
             kid = start[c, k_var[k0 + i]]
@@ -272,13 +293,18 @@ def downward(order, case, var, pid, start, up, down, saved_start, saved, p_size,
             after[nk, j] = 1.0
         for i in range(nk - 1, -1, -1):
             for j in range(size):
-                after[i, j] = after[i + 1, j] * kids[i, j]
+                after[i, j], under = _times(after[i + 1, j], kids[i, j])
+                lost |= under
+        if lost:
+            failed[c] = True
+            continue
         # ``rest`` becomes the running product of the factors, the parent's message and the
         # children before i: times after[i + 1] it is everything but child i
         for i in range(nk):
             k = k0 + i
             for j in range(size):
-                other[j] = rest[j] * after[i + 1, j]
+                other[j], under = _times(rest[j], after[i + 1, j])
+                lost |= under
             for t in range(k_size[k]):
                 sums[t] = 0.0
             first = k_offstart[k]
@@ -287,14 +313,17 @@ def downward(order, case, var, pid, start, up, down, saved_start, saved, p_size,
             top = 0.0
             for t in range(k_size[k]):
                 top = max(top, sums[t])
-            if top < TINY:
+            if top < TINY or lost:
                 failed[c] = True
                 break
             kid = start[c, k_var[k]]
             for t in range(k_size[k]):
                 down[kid + t] = sums[t] / top
             for j in range(size):
-                rest[j] *= kids[i, j]
+                rest[j], under = _times(rest[j], kids[i, j])
+                lost |= under
+        if lost:
+            failed[c] = True
         if failed[c] or not p_hidden[g]:
             continue
         card = size // m

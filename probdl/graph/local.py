@@ -70,8 +70,11 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
 
     Returns
     -------
-    done : bool (B,), the rows answered here: all but those with a step of the elimination
-        tree over ``MAX_TABLE`` entries (or, with ``eliminate_costly=False``, a costly component).
+    done : bool (B,), the rows answered here. The elimination hands back rows whose products
+        underflow, whose tables are zero or which need too much memory or a step over
+        ``MAX_TABLE`` entries; they are enumerated whole in log space instead where each of
+        their components has at most ``MAX_TABLE`` joint states, and left out otherwise (and,
+        with ``eliminate_costly=False``, every row with a costly component is left out).
     log_z : (D,) log P(evidence) of the answered rows (``-inf`` where it is impossible).
     post : (D, sum of cards) posteriors of every variable side by side (one-hot where observed).
     """
@@ -94,6 +97,18 @@ def answer_local(structure: Structure, cpts: Sequence[np.ndarray], states: np.nd
             replace = costly[rows][:, tables.variable_of_column]
             post[rows] = np.where(replace, ve_post[ve_done], post[rows])
         done[rows] = True
+        # rows the tree handed back (a product underflowed, a zero table, a huge step):
+        # enumerated whole in log space where every component fits in MAX_TABLE entries
+        retry = left[~ve_done]
+        if retry.size:
+            whole = tables_for(structure, cpts, float("inf"))
+            r_done, r_log_z, r_post, _ = _enumerate(
+                whole, states[retry], observed[retry], posteriors,
+                soft=None if soft is None else soft[retry], log_safe=float("inf"))
+            rows = retry[r_done]
+            log_z[rows], done[rows] = r_log_z[r_done], True
+            if posteriors:
+                post[rows] = r_post[r_done]
     return done, log_z[done], post[done]
 
 
@@ -162,7 +177,8 @@ def expected_counts(tables: Tables, states: np.ndarray, observed: np.ndarray,
 
 def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteriors: bool,
                count_weights: np.ndarray | None = None,
-               counts: np.ndarray | None = None, soft: np.ndarray | None = None
+               counts: np.ndarray | None = None, soft: np.ndarray | None = None,
+               log_safe: float | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The enumeration of :func:`answer_local` (costly components left out), over all rows.
 
@@ -170,7 +186,8 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     normalizers, posteriors (B, columns; no rows without ``posteriors``) with the cheap
     components filled in, and the mask (B, n) of the variables in costly components (whose
     rows are not done). With ``count_weights``, the expected family counts of the done rows
-    are added into ``counts`` (and only the done rows' log_z is complete).
+    are added into ``counts`` (and only the done rows' log_z is complete). ``log_safe``
+    (default ``_LOG_SAFE``; inf: always) sets when tables are summed in log space.
     """
     from .kernels import enumerate_components, observed_families  # numba: compiled on use
 
@@ -192,7 +209,8 @@ def _enumerate(tables: Tables, states: np.ndarray, observed: np.ndarray, posteri
     f = tables.flat()
     enumerate_components(
         comp_row[keep], comp_id[keep], states,
-        tables.flat_prob, tables.flat_log, tables.log_floor, _LOG_SAFE, f["c_size"],
+        tables.flat_prob, tables.flat_log, tables.log_floor,
+        _LOG_SAFE if log_safe is None else log_safe, f["c_size"],
         f["c_fstart"], f["f_offstart"], f["f_offsets"], f["f_ostart"], f["o_var"], f["o_stride"],
         f["c_vstart"], f["v_column"], f["v_card"], log_z, post,
         np.zeros(0) if counts is None else counts, weights, soft, soft_floor)

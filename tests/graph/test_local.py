@@ -111,17 +111,22 @@ def test_engine_routes_rows_between_the_local_path_and_the_plans(monkeypatch):
     np.testing.assert_allclose(got_ll, ref_ll, atol=1e-10)
 
 
-def test_the_tree_hands_back_rows_near_underflow_and_the_plans_answer_them():
-    """P(B=b0 | A) = 1e-260 puts the tree's table below its floor: such rows go to the plans,
-    which rescale, and the answers are still exact."""
+def test_the_tree_hands_back_rows_near_underflow_and_they_are_enumerated_in_logs():
+    """P(B=b0 | A) = 1e-260 puts the tree's table below its floor: the tree hands such rows
+    back, and the log-space enumeration answers them exactly."""
+    from probdl.graph.local_elimination import eliminate
+    from probdl.graph.local_tables import tables_for
+
     bn = BayesNet({"A": ["a0", "a1"], "B": ["b0", "b1"]}, {"A": [], "B": ["A"]},
                   {"A": np.array([0.3, 0.7]),
                    "B": np.array([[1e-260, 2e-260], [1.0 - 1e-260, 1.0 - 2e-260]])})
     rows = pd.DataFrame({"A": [np.nan, np.nan, "a1"], "B": ["b0", "b1", "b0"]})
     states, observed = bn._encode(rows)
     cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    handed = eliminate(tables_for(bn._structure, cpts, 0.0), bn._structure, states, ~observed)[0]
+    assert handed.tolist() == [False, True, True]
     done = local.answer_local(bn._structure, cpts, states, observed, max_work=0.0)[0]
-    assert done.tolist() == [False, True, True]
+    assert done.all()
     got, got_ll = bn.marginals(rows), bn.log_likelihood(rows)
     p_b0 = 0.3e-260 + 1.4e-260
     assert got_ll[0] == pytest.approx(np.log(p_b0), rel=1e-12)
@@ -289,3 +294,40 @@ def test_soft_evidence_through_the_local_path_matches_enumeration(seed, n_vars, 
         for j, v in enumerate(bn.variables):
             ref = w.sum(axis=tuple(a for a in range(n_vars) if a != j)) / z
             np.testing.assert_allclose(got[v][i], ref, atol=1e-10)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), with_soft=st.booleans())
+def test_extreme_entries_are_caught_by_the_tree_and_enumerated_in_log_space(seed, with_soft):
+    """CPT and soft-evidence entries down to 1e-300 make the tree's products underflow; such
+    rows must be handed back and answered by the log-space enumeration, not lose digits."""
+    rng = np.random.default_rng(seed)
+    base = random_net(seed, n_vars=int(rng.integers(2, 7)), max_parents=2, max_card=3)
+    cpts = {}
+    for v in base.variables:
+        c = 10.0 ** -rng.uniform(0, 300, size=base.cpd(v).shape)
+        c = np.where(rng.random(c.shape) < 0.5, rng.random(c.shape), c)
+        cpts[v] = c / c.sum(0, keepdims=True)
+    bn = BayesNet(base.states, {v: base.parents(v) for v in base.variables}, cpts)
+    n, cards = len(bn.variables), bn._structure.cards
+    states = np.stack([rng.integers(0, k, 20) for k in cards], 1)
+    observed = rng.random((20, n)) < 0.3
+    soft = None
+    if with_soft:
+        cols = np.concatenate([[0], np.cumsum(cards)])
+        soft = 10.0 ** -rng.uniform(0, 300, size=(20, cols[-1]))
+        soft = np.where(rng.random(soft.shape) < 0.5, 1.0, soft)
+        for j in range(n):
+            soft[:, cols[j]:cols[j + 1]] /= soft[:, cols[j]:cols[j + 1]].max(1, keepdims=True)
+    torch_cpts = bn._torch_cpts(torch.device("cpu"), torch.float64)
+    tree = local.answer_local(bn._structure, torch_cpts, states, observed, max_work=0.0,
+                              soft=soft)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local, "_LOG_SAFE", np.inf)
+        ref = local.answer_local(bn._structure, torch_cpts, states, observed, max_work=1e12,
+                                 soft=soft)
+    assert tree[0].all() and ref[0].all()
+    finite = np.isfinite(ref[1])
+    np.testing.assert_array_equal(np.isfinite(tree[1]), finite)
+    np.testing.assert_allclose(tree[1][finite], ref[1][finite], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(tree[2][finite], ref[2][finite], atol=1e-9)
