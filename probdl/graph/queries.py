@@ -61,6 +61,19 @@ def _raise_if_impossible(log_z: np.ndarray) -> None:
             f"{bad[:10].tolist()}); no posterior exists: check for contradictory observations")
 
 
+def _raise_if_nan(tables) -> None:
+    """Posteriors that came out NaN: products of CPT entries underflowed float64 inside a
+    compiled plan (entries near 1e-200 and below, multiplied within one contraction step)."""
+    bad = sorted({int(r) for t in tables for r in np.flatnonzero(np.isnan(
+        np.asarray(t).reshape(len(t), -1)).any(1))})
+    if bad:
+        raise InferenceError(
+            f"the posterior of row(s) {bad[:10]} is not a number: products of CPT entries "
+            f"underflowed float64 in the compiled plans (entries near 1e-200 or below); "
+            f"bn.marginals on the CPU answers such rows in log space where their hidden "
+            f"variables form components of at most 65,536 joint states")
+
+
 def _cpts(bn):
     return bn._torch_cpts(bn.device, torch.float64)
 
@@ -90,6 +103,8 @@ def query(bn, targets, evidence, soft_evidence, joint: bool, method: str, n: int
                                memory_budget=bn.memory_budget)
             table = [posts[i][0].cpu().numpy() for i in idx]
         _raise_if_impossible(log_z.cpu().numpy())
+        _raise_if_nan([np.asarray(table)[None]] if joint or len(targets) == 1
+                      else [t[None] for t in table])
     else:
         raise InferenceError(f"unknown method {method!r}; use 'exact' or 'sampling'")
     if joint:
@@ -107,7 +122,9 @@ def marginals(bn, rows, soft_evidence=None) -> dict[str, np.ndarray]:
     log_z, posts = run(bn._structure, _cpts(bn), batch, "marginals",
                        memory_budget=bn.memory_budget)
     _raise_if_impossible(log_z.cpu().numpy())
-    return {v: posts[i].cpu().numpy() for i, v in enumerate(bn._variables)}
+    out = {v: posts[i].cpu().numpy() for i, v in enumerate(bn._variables)}
+    _raise_if_nan(out.values())
+    return out
 
 
 def log_likelihood(bn, rows) -> np.ndarray:

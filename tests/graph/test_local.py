@@ -331,3 +331,33 @@ def test_extreme_entries_are_caught_by_the_tree_and_enumerated_in_log_space(seed
     np.testing.assert_array_equal(np.isfinite(tree[1]), finite)
     np.testing.assert_allclose(tree[1][finite], ref[1][finite], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(tree[2][finite], ref[2][finite], atol=1e-9)
+
+
+def test_extreme_evidence_is_exact_on_the_local_path_and_a_clear_error_in_the_plans(monkeypatch):
+    """P(A=a0) = 1e-240, P(B=b1 | a0) = 1e-90, P(D=d1 | b0) = 1e-100: the evidence (D = d1, A
+    softly a0) has probability about 1e-330, below float64's range. The local path answers it
+    exactly (log space); the compiled plans underflow within one contraction step, and say so
+    instead of returning NaN."""
+    from probdl.errors import InferenceError
+
+    k = 10
+    pa = np.full(k, (1 - 1e-240) / (k - 1))
+    pa[0] = 1e-240
+    pb = np.full((k, k), 1.0 / k)
+    pb[:, 0] = 0
+    pb[0, 0], pb[1, 0] = 1 - 1e-90, 1e-90
+    pd_ = np.full((2, k), 0.5)
+    pd_[1, 0], pd_[1, 1] = 1e-100, 1.0
+    pd_[0] = 1 - pd_[1]
+    bn = BayesNet({"A": [f"a{i}" for i in range(k)], "B": [f"b{i}" for i in range(k)],
+                   "D": ["d0", "d1"]}, {"A": [], "B": ["A"], "D": ["B"]},
+                  {"A": pa, "B": pb, "D": pd_})
+    rows = pd.DataFrame({"A": [np.nan], "B": [np.nan], "D": ["d1"]})
+    soft = {"A": np.eye(k)[0]}
+    got = bn.marginals(rows, soft_evidence=soft)
+    # P(B = b0, e) = 1e-240 (1 - 1e-90) 1e-100 and P(B = b1, e) = 1e-240 1e-90
+    np.testing.assert_allclose(got["B"][0][:2], [1e-10 / (1 + 1e-10), 1 / (1 + 1e-10)],
+                               rtol=1e-12)
+    monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", np.inf)
+    with pytest.raises(InferenceError, match="underflowed"):
+        bn.marginals(rows, soft_evidence=soft)
