@@ -97,13 +97,13 @@ class EliminationTree:
         for f in range(n):
             scope = list(tables.strides[f])
             self.assigned[min(scope, key=lambda u: position[u])].append(f)
-        # (n, widest clique) members padded with n (a column that is never hidden), and the
-        # bit of each member in a pattern's key
+        # (n, widest clique) members padded with n (a column that is never hidden); member i
+        # is bit i of a pattern's key
         width = max(len(m) for m in self.members)
         self.padded = np.full((n, width), n, dtype=np.int64)
         for v, m in enumerate(self.members):
             self.padded[v, :len(m)] = m
-        self.bits = np.left_shift(1, np.arange(width, dtype=np.int64)) if width < 63 else None
+        self.too_wide = width >= 63  # a pattern key is one bit per clique member, in an int64
         self.where: dict[tuple[int, int], tuple[int, int, int]] = {}
         self.known = KeyIndex(3)  # the same, keyed by one integer (step << width | pattern)
         self.patterns: list[_Pattern] = []
@@ -253,7 +253,7 @@ def eliminate(tables: Tables, structure: Structure, states: np.ndarray, hidden: 
     post = np.zeros((b, int(tables.columns[-1]) if posteriors else 0))
     done = np.ones(b, dtype=bool)
     log_z = np.zeros(b)
-    if tree.bits is None:  # a clique of over 62 variables: keys would not fit; leave the rows
+    if tree.too_wide:  # a clique of over 62 variables: keys would not fit; leave the rows
         return ~done, log_z, post
     units = _layout(tree, hidden, done)
     if units is None:
