@@ -25,7 +25,7 @@ FLOOR = 1e-290
 def _times(a, b):
     """a * b, and whether two non-zero factors made a product below FLOOR (underflow)."""
     p = a * b
-    return p, p < FLOOR and a != 0.0 and b != 0.0
+    return p, (p < FLOOR) & (a != 0.0) & (b != 0.0)  # no short-circuit: keeps loops branch-free
 
 
 @njit(cache=True, nogil=True)
