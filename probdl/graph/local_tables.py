@@ -124,7 +124,8 @@ class Tables:
         number of factors): the caller eliminates those instead."""
         hit = self.where.get(key)
         if hit is None:
-            size = int(np.prod(self.cards[variables]))
+            # Python integers: a product over dozens of variables overflows int64
+            size = math.prod(int(k) for k in self.cards[variables])
             factors = len(np.unique(np.concatenate([self.families_of[u] for u in variables])))
             if size > MAX_TABLE or size * factors > self.max_work:
                 hit = -1

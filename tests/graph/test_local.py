@@ -361,3 +361,20 @@ def test_extreme_evidence_is_exact_on_the_local_path_and_a_clear_error_in_the_pl
     monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", np.inf)
     with pytest.raises(InferenceError, match="underflowed"):
         bn.marginals(rows, soft_evidence=soft)
+
+
+def test_huge_components_are_sized_without_integer_overflow(monkeypatch):
+    """Rows of hailfinder that observe only five of its 56 variables: their component's joint
+    table has more entries than an int64 holds (a numpy product once wrapped around to a small
+    number and tried to build the table). They are eliminated and match the plans."""
+    bn = BayesNet.example("hailfinder")
+    rng = np.random.default_rng(9)
+    rows = bn.sample(4, seed=9)
+    for i in range(4):
+        keep = rng.choice(len(bn.variables), size=5, replace=False)
+        rows.iloc[i, [j for j in range(len(bn.variables)) if j not in keep]] = np.nan
+    got = bn.marginals(rows)
+    monkeypatch.setattr(engine, "LOCAL_MIN_FLOPS", np.inf)
+    ref = bn.marginals(rows)
+    for v in bn.variables:
+        np.testing.assert_allclose(got[v], ref[v], atol=1e-10)
