@@ -28,6 +28,7 @@ plan too large even for one row raises :class:`~probdl.errors.InferenceError`.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -100,8 +101,10 @@ def _threads(work: float):
         yield
 
 
+@functools.lru_cache(maxsize=64)
 def _columns(structure: Structure, device) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    """Evidence vectors of all variables side by side: offsets, variable and state per column."""
+    """Evidence vectors of all variables side by side: offsets, variable and state per column
+    (cached per network and device: a fresh single query paid ~0.1 ms for it; read only)."""
     offsets = np.concatenate([[0], np.cumsum(structure.cards)]).astype(int)
     var_of = np.repeat(np.arange(len(structure.cards)), structure.cards)
     state_of = np.concatenate([np.arange(k) for k in structure.cards])
