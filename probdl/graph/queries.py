@@ -64,8 +64,8 @@ def _raise_if_impossible(log_z: np.ndarray) -> None:
 def _raise_if_nan(tables) -> None:
     """Posteriors that came out NaN: products of CPT entries underflowed float64 inside a
     compiled plan (entries near 1e-200 and below, multiplied within one contraction step)."""
-    bad = sorted({int(r) for t in tables for r in np.flatnonzero(np.isnan(
-        np.asarray(t).reshape(len(t), -1)).any(1))})
+    bad = sorted({int(r) for t in map(np.asarray, tables) if t.size
+                  for r in np.flatnonzero(np.isnan(t.reshape(len(t), -1)).any(1))})
     if bad:
         raise InferenceError(
             f"the posterior of row(s) {bad[:10]} is not a number: products of CPT entries "
