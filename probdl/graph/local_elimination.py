@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import local_tables
-from .local_tables import MAX_TABLE, KeyIndex, Tables
+from .local_tables import MAX_TABLE, KeyIndex, Tables, concat, starts
 from .plan import Structure, elimination_order
 
 __all__ = ["EliminationTree", "eliminate"]
@@ -146,17 +146,17 @@ class EliminationTree:
                 "p_size": np.array([p.size for p in ps], dtype=np.int64),
                 "p_msg": np.array([p.message for p in ps], dtype=np.int64),
                 "p_hidden": np.array([p.hidden_v for p in ps]),
-                "p_fstart": _starts([p.factor_offsets.shape[0] for p in ps]),
-                "f_offstart": _starts([f.size for f in factors]),
-                "f_offsets": _concat(factors),
-                "f_ostart": _starts([o.size for o in o_var]),
-                "o_var": _concat(o_var),
-                "o_stride": _concat(o_stride),
-                "p_kstart": _starts([p.kids.size for p in ps]),
-                "k_var": _concat([p.kids for p in ps]),
-                "k_size": _concat([p.kid_sizes for p in ps]),
-                "k_offstart": _starts([k.size for k in kids]),
-                "k_offsets": _concat(kids),
+                "p_fstart": starts([p.factor_offsets.shape[0] for p in ps]),
+                "f_offstart": starts([f.size for f in factors]),
+                "f_offsets": concat(factors),
+                "f_ostart": starts([o.size for o in o_var]),
+                "o_var": concat(o_var),
+                "o_stride": concat(o_stride),
+                "p_kstart": starts([p.kids.size for p in ps]),
+                "k_var": concat([p.kids for p in ps]),
+                "k_size": concat([p.kid_sizes for p in ps]),
+                "k_offstart": starts([k.size for k in kids]),
+                "k_offsets": concat(kids),
             }
         return self._flat
 
@@ -203,14 +203,6 @@ class EliminationTree:
             kids=np.array(kids, dtype=np.int64),
             kid_offsets=np.array(kid_offsets, dtype=np.int64).reshape(-1, size),
             kid_sizes=np.array(kid_sizes, dtype=np.int64))
-
-
-def _starts(counts: list[int]) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
-
-
-def _concat(arrays: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, dtype=np.int64)
 
 
 def tree_for(tables: Tables, structure: Structure) -> EliminationTree:

@@ -150,15 +150,15 @@ class Tables:
             o_stride = [s[s > 0] for c in cs for s in c.observed_strides]
             self._flat = {
                 "c_size": np.array([c.size for c in cs], dtype=np.int64),
-                "c_fstart": _starts([c.offsets.shape[0] for c in cs]),
-                "f_offstart": _starts([f.size for f in offsets]),
-                "f_offsets": _concat(offsets),
-                "f_ostart": _starts([int(m.sum()) for m in used]),
-                "o_var": _concat(o_var),
-                "o_stride": _concat(o_stride),
-                "c_vstart": _starts([c.cards.size for c in cs]),
-                "v_column": _concat([c.first_columns for c in cs]),
-                "v_card": _concat([c.cards for c in cs]),
+                "c_fstart": starts([c.offsets.shape[0] for c in cs]),
+                "f_offstart": starts([f.size for f in offsets]),
+                "f_offsets": concat(offsets),
+                "f_ostart": starts([int(m.sum()) for m in used]),
+                "o_var": concat(o_var),
+                "o_stride": concat(o_stride),
+                "c_vstart": starts([c.cards.size for c in cs]),
+                "v_column": concat([c.first_columns for c in cs]),
+                "v_card": concat([c.cards for c in cs]),
             }
         return self._flat
 
@@ -188,11 +188,13 @@ class KeyIndex:
         return out
 
 
-def _starts(counts: list[int]) -> np.ndarray:
+def starts(counts: list[int]) -> np.ndarray:
+    """Where each of a sequence of runs of these lengths begins, and the end (len + 1)."""
     return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
 
 
-def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+def concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays end to end as int64 (empty when there are none)."""
     return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, dtype=np.int64)
 
 
