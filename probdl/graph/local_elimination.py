@@ -173,18 +173,7 @@ class EliminationTree:
             return None
         joint = np.indices(shape).reshape(len(axes), -1)
         state_of = dict(zip(axes, joint, strict=True))
-        offsets, obs_vars, obs_strides = [], [], []
-        for f in self.assigned[v]:
-            if not any(u in state_of for u in t.strides[f]):
-                continue  # a constant: counted by the caller
-            offset = np.full(size, t.start[f], dtype=np.int64)
-            observed = [(u, s) for u, s in t.strides[f].items() if u not in state_of]
-            for u, s in t.strides[f].items():
-                if u in state_of:
-                    offset += state_of[u] * s
-            offsets.append(offset)
-            obs_vars.append(np.array([u for u, _ in observed], dtype=np.int64))
-            obs_strides.append(np.array([s for _, s in observed], dtype=np.int64))
+        offsets, obs_vars, obs_strides = t.gathers(self.assigned[v], state_of, size)
         kids, kid_offsets, kid_sizes = [], [], []
         for u in self.children[v]:
             scope = [w for w in self.members[u][1:] if int(w) in state_of]  # sorted
@@ -198,7 +187,7 @@ class EliminationTree:
             kid_sizes.append(math.prod(int(t.cards[w]) for w in scope))
         return _Pattern(
             variable=v, hidden_v=hidden_v, size=size, message=math.prod(shape[hidden_v:]),
-            factor_offsets=np.array(offsets, dtype=np.int64).reshape(-1, size),
+            factor_offsets=offsets,
             observed_vars=obs_vars, observed_strides=obs_strides,
             kids=np.array(kids, dtype=np.int64),
             kid_offsets=np.array(kid_offsets, dtype=np.int64).reshape(-1, size),

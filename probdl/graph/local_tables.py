@@ -41,8 +41,8 @@ class _Component:
 
     size: int  # joint table entries, prod of the cards of S
     offsets: np.ndarray  # (F, J): flat index of each factor at each joint state, minus the base
-    observed_vars: np.ndarray  # (F, P): observed scope variables of each factor (0 = padding)
-    observed_strides: np.ndarray  # (F, P): their strides in that factor's CPT (0 = padding)
+    observed_vars: list[np.ndarray]  # per factor: the observed members of its family
+    observed_strides: list[np.ndarray]  # and their strides: base = sum of state * stride
     first_columns: np.ndarray  # (k,): output column of each variable's first state
     cards: np.ndarray  # (k,)
 
@@ -85,7 +85,6 @@ class Tables:
         self.where: dict[bytes, int] = {}  # set key -> id in components (-1: too costly)
         self.known = KeyIndex(1)  # the same for sets keyed by an integer bit mask (n < 63)
         self._flat: dict[str, np.ndarray] | None = None
-        self.width = width
 
     def set_cpts(self, cpts: Sequence[np.ndarray]) -> None:
         """Put new CPT values in (same shapes): the index tables depend on the structure only,
@@ -98,24 +97,36 @@ class Tables:
         positive = self.flat_log[np.isfinite(self.flat_log)]
         self.log_floor = float(positive.min()) if positive.size else 0.0
 
+    def gathers(self, families, state_of: dict[int, np.ndarray], size: int
+                ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """What a table over some hidden variables needs from these families.
+
+        ``state_of`` maps each hidden variable to its state at each of the table's ``size``
+        entries. Families with no hidden member are skipped (constants, counted elsewhere).
+        Returns each kept family's flat CPT index at every entry minus the row's base, and the
+        observed members and strides that give the base (sum of state * stride).
+        """
+        offsets, obs_vars, obs_strides = [], [], []
+        for f in families:
+            if not any(u in state_of for u in self.strides[f]):
+                continue
+            offset = np.full(size, self.start[f], dtype=np.int64)
+            observed = [(u, s) for u, s in self.strides[f].items() if u not in state_of]
+            for u, s in self.strides[f].items():
+                if u in state_of:
+                    offset += state_of[u] * s
+            offsets.append(offset)
+            obs_vars.append(np.array([u for u, _ in observed], dtype=np.int64))
+            obs_strides.append(np.array([s for _, s in observed], dtype=np.int64))
+        return np.array(offsets, dtype=np.int64).reshape(-1, size), obs_vars, obs_strides
+
     def component(self, variables: np.ndarray) -> _Component:
         cards = self.cards[variables]
-        size = int(np.prod(cards))
+        size = math.prod(int(k) for k in cards)
         joint = np.indices(cards).reshape(len(variables), -1)  # (k, J) state of each variable
         families = np.unique(np.concatenate([self.families_of[u] for u in variables]))
-        members = set(variables.tolist())
-        offsets = np.empty((len(families), size), dtype=np.int64)
-        obs_vars = np.zeros((len(families), self.width), dtype=np.int64)
-        obs_strides = np.zeros((len(families), self.width), dtype=np.int64)
-        for i, w in enumerate(families):
-            offsets[i] = self.start[w]
-            p = 0
-            for u, stride in self.strides[w].items():
-                if u in members:
-                    offsets[i] += joint[variables.tolist().index(u)] * stride
-                else:
-                    obs_vars[i, p], obs_strides[i, p] = u, stride
-                    p += 1
+        state_of = dict(zip(variables.tolist(), joint, strict=True))
+        offsets, obs_vars, obs_strides = self.gathers(families.tolist(), state_of, size)
         return _Component(size, offsets, obs_vars, obs_strides, self.columns[variables], cards)
 
     def locate(self, key: bytes, variables: np.ndarray) -> int:
@@ -144,16 +155,14 @@ class Tables:
         if self._flat is None:
             cs = self.components
             offsets = [f for c in cs for f in c.offsets]
-            used = [(row_strides > 0) for c in cs for row_strides in c.observed_strides]
-            o_var = [v[m] for c in cs for v, m in zip(c.observed_vars, (c.observed_strides > 0),
-                                                      strict=True)]
-            o_stride = [s[s > 0] for c in cs for s in c.observed_strides]
+            o_var = [o for c in cs for o in c.observed_vars]
+            o_stride = [o for c in cs for o in c.observed_strides]
             self._flat = {
                 "c_size": np.array([c.size for c in cs], dtype=np.int64),
                 "c_fstart": starts([c.offsets.shape[0] for c in cs]),
                 "f_offstart": starts([f.size for f in offsets]),
                 "f_offsets": concat(offsets),
-                "f_ostart": starts([int(m.sum()) for m in used]),
+                "f_ostart": starts([o.size for o in o_var]),
                 "o_var": concat(o_var),
                 "o_stride": concat(o_stride),
                 "c_vstart": starts([c.cards.size for c in cs]),
