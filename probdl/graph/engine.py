@@ -216,7 +216,8 @@ def run(structure: Structure, cpts: Sequence[torch.Tensor], batch: Batch, mode: 
     row_bytes = len(structure.cards) * LOCAL_BYTES_PER_CELL
     if (mode in ("marginals", "logz") and not targets and not need_grad
             and getattr(cpts, "arrays", None) is not None and memory_budget >= 2 * row_bytes
-            and grouping.universal_flops(structure, "greedy") >= LOCAL_MIN_FLOPS):
+            and (LOCAL_MIN_FLOPS <= 0
+                 or grouping.universal_flops(structure, "greedy") >= LOCAL_MIN_FLOPS)):
         soft, soft_log = soft_columns(structure.cards, batch.soft, batch.size)
         # half the budget for blocks of rows (components graph, padded tables), half for the
         # elimination's tables, which it splits into groups of rows itself
