@@ -197,7 +197,10 @@ def _free_port() -> int:
 def _tiny_bnn():
     from probdl.bnn import BayesianCNN
 
-    return BayesianCNN(1, 3, (8, 8), filters=(4,), dense=(16,), dropout=0.0, seed=0)
+    # without the noise-contrastive prior: each rank shuffles its own images, so its gradient
+    # matches the one-process gradient only in expectation, and this checks exact equality
+    return BayesianCNN(1, 3, (8, 8), filters=(4,), dense=(16,), dropout=0.0, noise_prior=0.0,
+                       seed=0)  # fmt: skip
 
 
 def _batch():
@@ -290,7 +293,10 @@ def _train_tiny(checkpoint_dir, epochs):
     from probdl.bnn import BayesianCNN, train
 
     tr, va, _ = _digits()
-    model = BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,), seed=0)
+    # the settings the quality bounds below were measured with (a 4-filter net learns too
+    # slowly in these few epochs under the noise-contrastive prior and more dropout)
+    model = BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,), dropout=0.25, noise_prior=0.0,
+                        seed=0)  # fmt: skip
     result = train(model, tr, va, epochs=epochs, batch_size=64, lr=3e-2, lr_schedule="constant",
                    checkpoint_dir=checkpoint_dir, resume=True, seed=0, progress=False)
     return model, result

@@ -160,6 +160,7 @@ class Architecture:
         norms: list[torch.nn.Module] | None = None,
         dropout: bool = False,
         variances: dict[str, torch.Tensor] | None = None,
+        stats_rows: int | None = None,
     ) -> torch.Tensor:
         """Logits (N, outputs) for one set of weights.
 
@@ -167,6 +168,10 @@ class Architecture:
         ``params``), layers named there use the local reparameterization trick: each example's
         pre-activations are drawn from their exact Gaussian, which costs a second convolution
         but gives independent noise per example and lower-variance gradients.
+        ``stats_rows``: in training, batch norm takes its batch statistics (and updates its
+        running ones) from the first ``stats_rows`` rows only and normalizes the rest with
+        them, so rows appended to a batch (the noise-contrastive images) are seen the way a
+        test image is, without shifting the statistics.
         """
         var = variances or {}
 
@@ -182,7 +187,7 @@ class Architecture:
         for i in range(len(self.filters)):
             h = layer(F.conv2d, h, f"conv{i}", padding=1)
             if norms is not None:
-                h = norms[i](h)
+                h = _batch_norm(norms[i], h, stats_rows)
             h = F.relu(h)
         h = self._pool(h).flatten(1)
         for i in range(len(self.dense)):
@@ -262,6 +267,25 @@ class Architecture:
         if grouped:
             return h.reshape(n, s, -1).transpose(0, 1)  # (S, N, F)
         return h.flatten(1).expand(s, n, -1)
+
+
+def _batch_norm(norm: torch.nn.Module, h: torch.Tensor, stats_rows: int | None) -> torch.Tensor:
+    """``norm(h)``, with the training-time batch statistics of the first ``stats_rows`` rows."""
+    if stats_rows is None or stats_rows >= len(h) or not norm.training:
+        return norm(h)
+    head = h[:stats_rows]
+    # F.batch_norm on the head updates the running statistics exactly as norm(head) would
+    out_head = F.batch_norm(
+        head, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+        training=True, momentum=norm.momentum, eps=norm.eps,
+    )  # fmt: skip
+    norm.num_batches_tracked += 1
+    mean = head.mean(dim=(0, 2, 3), keepdim=True)
+    var = head.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    shape = (1, -1, 1, 1)
+    tail = (h[stats_rows:] - mean) * torch.rsqrt(var + norm.eps)
+    tail = tail * norm.weight.view(shape) + norm.bias.view(shape)
+    return torch.cat([out_head, tail])
 
 
 def _batched_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from pyro import poutine
 
 from probdl.bnn.architecture import Architecture
 from probdl.bnn.base import CNNBase
+from probdl.bnn.contrast import divergence_from_uniform, shuffled_pixels
 from probdl.errors import ModelError
 
 __all__ = ["BayesianCNN", "DeterministicCNN", "MCDropoutCNN"]
@@ -74,6 +75,14 @@ class BayesianCNN(CNNBase):
         Sample pre-activations instead of weights during training (lower-variance gradients,
         about twice the convolution cost). ``"dense"``: only in the dense layers (most of the
         weights; about 10% more per epoch); the convolutions keep one weight draw per batch.
+    noise_prior : float
+        Weight of the noise-contrastive prior (0: off). During training, ``noise_images``
+        training images per batch are shown again with their pixels shuffled, and the ELBO
+        gains ``-noise_prior * KL(uniform || p(y | shuffled image, w))`` for each of them, so
+        that the predictive goes flat on images with no digit-like structure (see
+        :mod:`probdl.bnn.contrast`). Prediction is unchanged.
+    noise_images : int
+        Shuffled images per training batch (about ``noise_images / batch_size`` more work).
     seed : int
         Seed of the initialization.
     """
@@ -89,13 +98,15 @@ class BayesianCNN(CNNBase):
         dense: tuple[int, ...] = (128,),
         pooling: str = "avg",
         batch_norm: bool = False,
-        dropout: float = 0.25,
+        dropout: float = 0.4,
         bayesian_layers: str = "all",
         prior_sigma: float = 1.0,
         prior: str = "normal",
         mixture: tuple[float, float, float] = (0.5, 1.0, 0.0025),
         init_scale: float = 1e-3,
         local_reparam: bool | str = False,
+        noise_prior: float = 0.05,
+        noise_images: int = 8,
         seed: int = 0,
     ) -> None:
         arch = Architecture(
@@ -123,6 +134,13 @@ class BayesianCNN(CNNBase):
                 f"local_reparam must be True, False or 'dense', got {local_reparam!r}."
             )
         self.local_reparam = local_reparam if local_reparam == "dense" else bool(local_reparam)
+        if not (noise_prior >= 0 and math.isfinite(noise_prior)) or int(noise_images) < 1:
+            raise ModelError(
+                "noise_prior must be a finite weight >= 0 (0: off) and noise_images >= 1, got "
+                f"{noise_prior} and {noise_images}."
+            )
+        self.noise_prior = float(noise_prior)
+        self.noise_images = int(noise_images)
 
         gen = torch.Generator().manual_seed(seed)
         self.bayes_names = arch.names(bayesian_layers)
@@ -149,6 +167,8 @@ class BayesianCNN(CNNBase):
             "mixture": list(self.mixture),
             "init_scale": self.init_scale,
             "local_reparam": self.local_reparam,
+            "noise_prior": self.noise_prior,
+            "noise_images": self.noise_images,
         }
 
     # ---- the variational family -------------------------------------------------------------
@@ -193,31 +213,41 @@ class BayesianCNN(CNNBase):
 
     # ---- Pyro model and guide ---------------------------------------------------------------
     def model(self, x, y=None, index=None, size=None, kl_weight=1.0):
-        """p(weights) p(y | x, weights), the likelihood scaled by ``size / len(x)``."""
+        """p(weights) p(y | x, weights), the likelihood scaled by ``size / len(x)``.
+
+        In training mode with ``noise_prior > 0`` the batch is extended by shuffled copies of
+        some of its images, and the noise-contrastive factor on their predictions (scaled like
+        the likelihood, to the whole dataset) joins the model.
+        """
         with poutine.scale(scale=kl_weight):
             w = pyro.sample("weights", self.prior_distribution())
             if self.det_names:  # MAP layers: their log prior enters as a factor
                 det = self._v.det
                 pyro.factor("map_prior", -0.5 * (det * det).sum() / self.prior_sigma**2)
+        rows = len(x)
+        contrast = self.training and self.noise_prior > 0
+        if contrast:
+            x = torch.cat([x, shuffled_pixels(x, self.noise_images)])
+        params, variances = self._params(w), None
         if self.local_reparam and self._q_stash is not None:
             loc, scale = self._q_stash
             variances = self.architecture.unflatten(scale * scale, self.bayes_names)
-            params = self._params(loc)
+            drawn, params = params, self._params(loc)
             if self.local_reparam == "dense":
                 # convolutions use the drawn weights; dense layers sample pre-activations
-                drawn = self._params(w)
                 variances = {k: v for k, v in variances.items() if not k.startswith("conv")}
                 params.update({k: v for k, v in drawn.items() if k.startswith("conv")})
-            logits = self.architecture.forward(
-                x, params, self._v.norms, dropout=self.training, variances=variances
-            )
-        else:
-            logits = self.architecture.forward(
-                x, self._params(w), self._v.norms, dropout=self.training
-            )
-        size = len(x) if size is None else size
+        logits = self.architecture.forward(
+            x, params, self._v.norms, dropout=self.training, variances=variances,
+            stats_rows=rows,
+        )  # fmt: skip
+        size = rows if size is None else size
+        if contrast:
+            logits, noise_logits = logits[:rows], logits[rows:]
+            penalty = divergence_from_uniform(noise_logits).mean()
+            pyro.factor("noise_prior", -self.noise_prior * size * penalty)
         if index is None:
-            index = torch.arange(len(x), device=x.device)
+            index = torch.arange(rows, device=x.device)
         with pyro.plate("data", size=size, subsample=index):
             pyro.sample("obs", _likelihood(logits), obs=y)
         return logits

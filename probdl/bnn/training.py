@@ -8,8 +8,9 @@
     print(result.best_epoch, result.history[-1])
 
 The loss of the Bayesian CNN is ``TraceMeanField_ELBO().differentiable_loss`` of its model and
-guide, stepped by one ``torch.optim.Adam(foreach=True)`` over all parameters: the same
-objective as ``pyro.infer.SVI`` without one optimizer per parameter tensor.
+guide (through :class:`probdl.bnn.elbo.MeanFieldELBO`, the same loss without the log densities
+the closed-form KL discards), stepped by one ``torch.optim.Adam(foreach=True)`` over all
+parameters: the same objective as ``pyro.infer.SVI`` without one optimizer per parameter tensor.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from typing import Any
 
 import pyro
 import torch
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
 from probdl import distributed as ddp
 from probdl._writable import check_writable
 from probdl.bnn.base import CNNBase, check_images, check_labels, resolve_device
 from probdl.bnn.checkpoint import load_training_state, save_training_state
+from probdl.bnn.elbo import MeanFieldELBO
 from probdl.bnn.prediction import predictive_probs
 from probdl.errors import CheckpointError, DataError, ModelError
 
@@ -115,7 +117,8 @@ def train(
     lr_schedule : "cosine" (decay to zero over the run) or "constant".
     num_particles : weight draws per step, averaged in the ELBO.
     kl_annealing : epochs over which the KL weight grows linearly from 0 to 1 (0: always 1).
-    analytic_kl : closed-form KL (``TraceMeanField_ELBO``); False uses ``Trace_ELBO``.
+    analytic_kl : closed-form KL (``TraceMeanField_ELBO``, as :class:`MeanFieldELBO`); False
+        uses ``Trace_ELBO`` (the KL estimated from the drawn weights).
     standardize : fit per-channel standardization on ``train`` and store it in the model.
     augment : a ``probdl.data.Augment`` applied to each training batch (reseeded per epoch).
     patience : stop after this many epochs without a better validation NLL (None: never).
@@ -178,7 +181,7 @@ def train(
         )
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    elbo_cls = TraceMeanField_ELBO if analytic_kl else Trace_ELBO
+    elbo_cls = MeanFieldELBO if analytic_kl else Trace_ELBO
     elbo = elbo_cls(num_particles=num_particles, max_plate_nesting=1)
 
     result = TrainResult()
