@@ -10,9 +10,12 @@ layer initialization, init_scale 0.01 (at its default 0.1 it stayed at chance ac
 ``Trace_ELBO``, ``pyro.optim.Adam``);
 bayesian-torch reparameterization layers with their KL as shipped (a mean
 per layer) and corrected (a sum over weights). Quality: test accuracy, NLL, ECE (15 bins),
-entropy AUROC of uniform noise against the test set, accuracy/NLL under rotations. Speed: epoch
-time (validation included) and predict time as ratios to the deterministic CNN, interleaved so
-that load from other processes hits both alike. Writes benchmarks/results/bnn.md.
+entropy AUROC of uniform noise against the test set, accuracy/NLL under rotations, and the
+AUROC on other kinds of non-digit images (none of them shown in training: the noise-contrastive
+prior trains on shuffled digits). Seed spread: the BayesianCNN defaults trained with seeds
+0..N-1, mean and range. Speed: epoch time (validation included) and predict time as ratios to
+the deterministic CNN, interleaved so that load from other processes hits both alike. Writes
+benchmarks/results/bnn.md.
 """
 
 from __future__ import annotations
@@ -61,6 +64,25 @@ def sequential(num_classes: int = 10, dropout: float = 0.5) -> torch.nn.Sequenti
         torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Dropout(dropout),
         torch.nn.Linear(128, num_classes),
     )  # fmt: skip
+
+
+def ood_sets(test_images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Non-digit images, as many as the test set; "uniform" is the one the figures name."""
+    n = len(test_images)
+    gen = torch.Generator().manual_seed(1)
+    uniform = torch.rand(n, 1, 8, 8, generator=gen)
+    gen = torch.Generator().manual_seed(2)
+    blobs = F.interpolate(
+        torch.rand(n, 1, 3, 3, generator=gen), size=(8, 8), mode="bilinear", align_corners=True
+    )
+    return {
+        "uniform": uniform,
+        "gaussian": (0.3 + 0.3 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1),
+        "blobs": blobs,
+        "constant": torch.rand(n, 1, 1, 1, generator=gen).expand(n, 1, 8, 8).clone(),
+        "binary": (torch.rand(n, 1, 8, 8, generator=gen) < 0.3).float(),
+        "inverted": 1 - test_images,
+    }
 
 
 def scores(sample_probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -283,13 +305,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs, fewer rounds")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds for the spread table")
     args = parser.parse_args(argv)
     epochs = 2 if args.quick else 30
     rounds = 3 if args.quick else 9
     seed = 0
     tr, va, te = split(load_digits(), val=0.15, test=0.2, seed=0)
     data = Standardized(tr, va, te)
-    noise = torch.rand(len(te), 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    oods = ood_sets(te.images)
     s = 32
     rows = []
 
@@ -298,8 +321,11 @@ def main(argv: list[str] | None = None) -> None:
         row = {"variant": name, "epoch_ms": 1000 * statistics.median(times), "note": note}
         row.update(scores(test_probs, te.labels))
         ent_in = metrics.entropy(test_probs.mean(0))
-        ent_out = metrics.entropy(sample(noise, s).mean(0))
-        row["auroc"] = metrics.auroc(ent_out, ent_in)
+        row["ood"] = {
+            kind: metrics.auroc(metrics.entropy(sample(images, s).mean(0)), ent_in)
+            for kind, images in oods.items()
+        }
+        row["auroc"] = row["ood"]["uniform"]
         for angle in ANGLES:
             rs = scores(sample(rotate(te.images, angle), s), te.labels)
             row[f"rot{angle}"] = (rs["accuracy"], rs["nll"])
@@ -314,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
         ("probdl DeterministicCNN", DeterministicCNN, {}),
         ("probdl MCDropoutCNN", MCDropoutCNN, {}),
         ("probdl BayesianCNN, batch_norm=True", BayesianCNN, {"batch_norm": True}),
+        ("probdl BayesianCNN, noise_prior=0", BayesianCNN, {"noise_prior": 0.0}),
+        ("probdl DeterministicCNN, batch_norm=True", DeterministicCNN, {"batch_norm": True}),
     ]:
         times, sample, model = probdl_model(cls, kw, tr, va, epochs, seed)
         models[name] = model
@@ -330,10 +358,28 @@ def main(argv: list[str] | None = None) -> None:
         te.images, s, rounds,
     )  # fmt: skip
     print(f"interleaved epoch ratio {ratio:.2f}, predict ratio {p_ratio:.2f}", flush=True)
-    write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s)
+    seeds = min(args.seeds, 1) if args.quick else args.seeds
+    spread = seed_spread(tr, va, te, oods["uniform"], epochs, s, seeds)
+    write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s, spread)
 
 
-def write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s):
+def seed_spread(tr, va, te, noise, epochs, s, seeds):
+    """The BayesianCNN defaults trained with model and train seed 0..seeds-1."""
+    found = []
+    for seed in range(seeds):
+        model = BayesianCNN(1, 10, (8, 8), seed=seed)
+        train(model, tr, va, epochs=epochs, batch_size=64, seed=seed, progress=False)
+        torch.manual_seed(seed)
+        probs = predict(model, te.images, s).probs
+        row = scores(probs[None], te.labels)
+        ent_out = metrics.entropy(predict(model, noise, s).probs)
+        row["auroc"] = metrics.auroc(ent_out, metrics.entropy(probs))
+        found.append(row)
+        print(f"seed {seed}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items()), flush=True)
+    return found
+
+
+def write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s, spread):
     lines = [
         "# Bayesian CNN benchmark (digits)",
         "",
@@ -364,10 +410,32 @@ def write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s):
         "",
         f"- `train` epoch, BayesianCNN / DeterministicCNN, interleaved: **{ratio:.2f}x** "
         f"(median {b_ep * 1000:.0f} ms vs {d_ep * 1000:.0f} ms; validation included: the "
-        "Bayesian model's validation draws `train`'s default val_samples=2 weight samples).",
+        "Bayesian model's validation draws `train`'s default val_samples=1 weight sample).",
         f"- `predict` with S = {s} samples / {s} deterministic passes: **{p_ratio:.2f}x**.",
         "",
+        "Entropy AUROC against the test set on other non-digit images (none used in training; "
+        "uniform is the column above):",
+        "",
+        "| variant | " + " | ".join(rows[0]["ood"]) + " |",
+        "|---|" + "---|" * len(rows[0]["ood"]),
     ]
+    for r in rows:
+        lines.append(f"| {r['variant']} | " + " | ".join(f"{v:.4f}" for v in r["ood"].values())
+                     + " |")  # fmt: skip
+    if spread:
+        keys = ("accuracy", "nll", "ece", "auroc")
+        lines += [
+            "",
+            f"Seed spread of the BayesianCNN defaults (model and `train` seed 0..{len(spread) - 1},"
+            " the table above is seed 0):",
+            "",
+            "| | accuracy | NLL | ECE | noise AUROC |",
+            "|---|---|---|---|---|",
+        ]
+        for label, agg in (("mean", statistics.mean), ("min", min), ("max", max)):
+            lines.append(f"| {label} | " + " | ".join(
+                f"{agg(r[k] for r in spread):.4f}" for k in keys) + " |")  # fmt: skip
+        lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))

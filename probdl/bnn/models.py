@@ -106,7 +106,7 @@ class BayesianCNN(CNNBase):
         init_scale: float = 1e-3,
         local_reparam: bool | str = False,
         noise_prior: float = 0.05,
-        noise_images: int = 8,
+        noise_images: int = 4,
         seed: int = 0,
     ) -> None:
         arch = Architecture(
