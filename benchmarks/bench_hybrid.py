@@ -251,11 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     # 3. learning from sums
     repeats, sum_epochs, label_epochs = (1, 1, 1) if quick else (8, 5, 20)
     pairs = sum_pairs(train_set, seed=0, repeats=repeats)
-    from_sums = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
+    # dropout .25: the Bayesian CNN's default (.4) is set for 30-epoch training under its noise-
+    # contrastive prior, which the sum model does not use; over 5 epochs on sums it cost accuracy
+    # (.976 against .983, seeds 0-2)
+    from_sums = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8), dropout=0.25)
     start = time.perf_counter()
     train_on_sums(from_sums, pairs, epochs=sum_epochs, lr=2e-3, seed=0, progress=False)
     t_sums = time.perf_counter() - start
-    from_labels = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
+    from_labels = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8), dropout=0.25,
+                              noise_prior=0.0)  # the same CNN as from_sums
     start = time.perf_counter()
     train(from_labels, train_set, epochs=label_epochs, seed=0, progress=False)
     t_labels = time.perf_counter() - start

@@ -32,14 +32,18 @@ print(f"{len(pairs)} pairs of training images, labelled only by their sum "
       f"(first sums: {pairs.sums[:8].tolist()})")
 
 t0 = time.perf_counter()
-from_sums = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
+# dropout .25: the Bayesian CNN's default (.4) is set for 30-epoch training under its noise-
+# contrastive prior, which the sum model does not use; over 5 epochs on sums it cost accuracy
+# (.976 against .983, seeds 0-2)
+CNN = {"in_channels": 1, "num_classes": 10, "image_size": (8, 8), "dropout": 0.25}
+from_sums = BayesianCNN(**CNN)
 history = train_on_sums(from_sums, pairs, epochs=SUM_EPOCHS, lr=2e-3, seed=0, progress=False)
 sum_seconds = time.perf_counter() - t0
 print(f"trained on sums: epochs {SUM_EPOCHS}, {sum_seconds:.1f} s, negative ELBO per pair "
       f"{history[0]['loss']:.2f} -> {history[-1]['loss']:.2f}")
 
 t0 = time.perf_counter()
-from_labels = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
+from_labels = BayesianCNN(**CNN, noise_prior=0.0)  # the same CNN, as for the sums
 train(from_labels, train_set, epochs=LABEL_EPOCHS, seed=0, progress=False)
 label_seconds = time.perf_counter() - t0
 print(f"trained on digit labels: epochs {LABEL_EPOCHS}, {label_seconds:.1f} s")

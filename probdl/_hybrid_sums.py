@@ -153,7 +153,8 @@ def sum_model(cnn: BayesianCNN, first: torch.Tensor, second: torch.Tensor,
     Returns log P(S = s | x1, x2, w) for every s, (B, 2K - 1).
     """
     with poutine.block(hide=["obs", "data"]):
-        logits = cnn.model(torch.cat([first, second]))
+        # without the CNN's noise-contrastive factor: it is scaled for the CNN's own likelihood
+        logits = cnn.model(torch.cat([first, second]), contrast=False)
     log_p = torch.log_softmax(logits, dim=-1)
     log_ps = sum_log_likelihood(log_p[: len(first)], log_p[len(first) :])
     size = len(first) if size is None else size

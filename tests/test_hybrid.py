@@ -330,6 +330,22 @@ def test_elbo_likelihood_site_is_the_exact_sum_likelihood(digits):
     assert site["scale"] == pytest.approx(10.0)  # size / batch: the plate scales the likelihood
 
 
+def test_the_sum_model_leaves_out_the_cnn_noise_contrastive_factor(digits):
+    """The CNN's noise prior is scaled for its own likelihood; the sum ELBO does not take it."""
+    from pyro import poutine
+
+    pairs = sum_pairs(digits[0], seed=0)
+    model = tiny_cnn(BayesianCNN, noise_prior=0.5).train()
+    a, b, s = pairs.first[:6], pairs.second[:6], pairs.sums[:6]
+    guide = poutine.trace(sum_guide).get_trace(model, a, b, s)
+    traced = poutine.trace(poutine.replay(sum_model, trace=guide)).get_trace(
+        model, a, b, s, torch.arange(6), 60)
+    assert "noise_prior" not in traced.nodes and "sum" in traced.nodes
+    # while the CNN's own model, in training, does carry it
+    own = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(a, None)
+    assert "noise_prior" in own.nodes
+
+
 def test_train_on_sums_decreases_the_loss(digits):
     pairs = sum_pairs(digits[0], seed=0)
     model = tiny_cnn(BayesianCNN, filters=(8,), dense=(32,))

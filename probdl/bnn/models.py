@@ -212,12 +212,14 @@ class BayesianCNN(CNNBase):
         return params
 
     # ---- Pyro model and guide ---------------------------------------------------------------
-    def model(self, x, y=None, index=None, size=None, kl_weight=1.0):
+    def model(self, x, y=None, index=None, size=None, kl_weight=1.0, contrast=True):
         """p(weights) p(y | x, weights), the likelihood scaled by ``size / len(x)``.
 
-        In training mode with ``noise_prior > 0`` the batch is extended by shuffled copies of
-        some of its images, and the noise-contrastive factor on their predictions (scaled like
-        the likelihood, to the whole dataset) joins the model.
+        In training mode with ``noise_prior > 0`` (and ``contrast``) the batch is extended by
+        shuffled copies of some of its images, and the noise-contrastive factor on their
+        predictions (scaled like the likelihood, to the whole dataset) joins the model. Models
+        built on this one with their own likelihood (``probdl.hybrid.sum_model``) pass
+        ``contrast=False``.
         """
         with poutine.scale(scale=kl_weight):
             w = pyro.sample("weights", self.prior_distribution())
@@ -225,7 +227,7 @@ class BayesianCNN(CNNBase):
                 det = self._v.det
                 pyro.factor("map_prior", -0.5 * (det * det).sum() / self.prior_sigma**2)
         rows = len(x)
-        contrast = self.training and self.noise_prior > 0
+        contrast = contrast and self.training and self.noise_prior > 0
         if contrast:
             x = torch.cat([x, shuffled_pixels(x, self.noise_images)])
         params, variances = self._params(w), None
