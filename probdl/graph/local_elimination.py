@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import local_tables
-from .local_tables import MAX_TABLE, KeyIndex, Tables, concat, starts
+from .local_tables import MAX_TABLE, KeyIndex, Tables, concat, flat_gathers, starts
 from .plan import Structure, elimination_order
 
 __all__ = ["EliminationTree", "eliminate"]
@@ -138,20 +138,14 @@ class EliminationTree:
         child ``k_*`` (offsets from ``k_offstart``)."""
         if self._flat is None:
             ps = self.patterns
-            factors = [f for p in ps for f in p.factor_offsets]
             kids = [k for p in ps for k in p.kid_offsets]
-            o_var = [o for p in ps for o in p.observed_vars]
-            o_stride = [o for p in ps for o in p.observed_strides]
             self._flat = {
                 "p_size": np.array([p.size for p in ps], dtype=np.int64),
                 "p_msg": np.array([p.message for p in ps], dtype=np.int64),
                 "p_hidden": np.array([p.hidden_v for p in ps]),
                 "p_fstart": starts([p.factor_offsets.shape[0] for p in ps]),
-                "f_offstart": starts([f.size for f in factors]),
-                "f_offsets": concat(factors),
-                "f_ostart": starts([o.size for o in o_var]),
-                "o_var": concat(o_var),
-                "o_stride": concat(o_stride),
+                **flat_gathers([p.factor_offsets for p in ps], [p.observed_vars for p in ps],
+                               [p.observed_strides for p in ps]),
                 "p_kstart": starts([p.kids.size for p in ps]),
                 "k_var": concat([p.kids for p in ps]),
                 "k_size": concat([p.kid_sizes for p in ps]),

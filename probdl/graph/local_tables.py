@@ -154,17 +154,11 @@ class Tables:
         members from ``f_ostart``), per variable its first output column and its card."""
         if self._flat is None:
             cs = self.components
-            offsets = [f for c in cs for f in c.offsets]
-            o_var = [o for c in cs for o in c.observed_vars]
-            o_stride = [o for c in cs for o in c.observed_strides]
             self._flat = {
                 "c_size": np.array([c.size for c in cs], dtype=np.int64),
                 "c_fstart": starts([c.offsets.shape[0] for c in cs]),
-                "f_offstart": starts([f.size for f in offsets]),
-                "f_offsets": concat(offsets),
-                "f_ostart": starts([o.size for o in o_var]),
-                "o_var": concat(o_var),
-                "o_stride": concat(o_stride),
+                **flat_gathers([c.offsets for c in cs], [c.observed_vars for c in cs],
+                               [c.observed_strides for c in cs]),
                 "c_vstart": starts([c.cards.size for c in cs]),
                 "v_column": concat([c.first_columns for c in cs]),
                 "v_card": concat([c.cards for c in cs]),
@@ -195,6 +189,25 @@ class KeyIndex:
             self.keys = keys_all[order]
             self.values = np.concatenate([self.values, out[miss]])[order]
         return out
+
+
+def flat_gathers(offsets: Sequence, observed_vars: Sequence, observed_strides: Sequence) -> dict:
+    """Per-owner (component or step pattern) lists of per-factor gathers, end to end.
+
+    Each argument holds one sequence per owner with one array per factor: its table offsets,
+    its observed variables and their strides. The compiled kernels read them as flat arrays
+    with start indices.
+    """
+    offsets = [f for owner in offsets for f in owner]
+    o_var = [v for owner in observed_vars for v in owner]
+    o_stride = [s for owner in observed_strides for s in owner]
+    return {
+        "f_offstart": starts([f.size for f in offsets]),
+        "f_offsets": concat(offsets),
+        "f_ostart": starts([v.size for v in o_var]),
+        "o_var": concat(o_var),
+        "o_stride": concat(o_stride),
+    }
 
 
 def starts(counts: list[int]) -> np.ndarray:
