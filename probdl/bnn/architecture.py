@@ -274,18 +274,16 @@ def _batch_norm(norm: torch.nn.Module, h: torch.Tensor, stats_rows: int | None) 
     if stats_rows is None or stats_rows >= len(h) or not norm.training:
         return norm(h)
     head = h[:stats_rows]
-    # F.batch_norm on the head updates the running statistics exactly as norm(head) would
-    out_head = F.batch_norm(
-        head, norm.running_mean, norm.running_var, norm.weight, norm.bias,
-        training=True, momentum=norm.momentum, eps=norm.eps,
-    )  # fmt: skip
-    norm.num_batches_tracked += 1
-    mean = head.mean(dim=(0, 2, 3), keepdim=True)
-    var = head.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    mean = head.mean(dim=(0, 2, 3))
+    var = head.var(dim=(0, 2, 3), unbiased=False)
+    with torch.no_grad():  # the running statistics move as norm(head) would move them
+        count = head.numel() // head.shape[1]
+        norm.running_mean.lerp_(mean, norm.momentum)
+        norm.running_var.lerp_(var * count / max(count - 1, 1), norm.momentum)
+        norm.num_batches_tracked += 1
     shape = (1, -1, 1, 1)
-    tail = (h[stats_rows:] - mean) * torch.rsqrt(var + norm.eps)
-    tail = tail * norm.weight.view(shape) + norm.bias.view(shape)
-    return torch.cat([out_head, tail])
+    scale = torch.rsqrt(var + norm.eps) * norm.weight
+    return (h - mean.view(shape)) * scale.view(shape) + norm.bias.view(shape)
 
 
 def _batched_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
