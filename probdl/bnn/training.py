@@ -4,7 +4,7 @@
     from probdl.data import load_digits, split
     tr, va, te = split(load_digits(), val=0.15, test=0.2, seed=0)
     model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
-    result = train(model, tr, va, epochs=30)   # lr=3e-3, cosine schedule
+    result = train(model, tr, va, epochs=30)   # lr=3e-3, constant, Polyak averaging
     print(result.best_epoch, result.history[-1])
 
 The loss of the Bayesian CNN is ``TraceMeanField_ELBO().differentiable_loss`` of its model and
@@ -87,7 +87,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     seed: int = 0,
     *,
-    lr_schedule: str = "cosine",
+    lr_schedule: str = "constant",
     num_particles: int = 1,
     kl_annealing: int = 0,
     analytic_kl: bool = True,
@@ -98,7 +98,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     distributed: bool | None = None,
-    ema_decay: float = 0.0,
+    ema_decay: float = 0.95,
 ) -> TrainResult:
     """Fit a :class:`BayesianCNN` by SVI, or a baseline by MAP, on minibatches.
 
@@ -114,7 +114,11 @@ def train(
     checkpoint_dir : directory for ``checkpoint.pt`` (every epoch, written atomically) and
         ``model.pt`` (the final model).
     seed : seeds batch order, weight noise, dropout and augmentation.
-    lr_schedule : "cosine" (decay to zero over the run) or "constant".
+    lr_schedule : "constant" (the default) or "cosine" (decay to zero over the run). With
+        the averaging below, the constant rate gave the Bayesian CNN a lower test NLL than the
+        cosine decay without it over 15 seeds of digits (.042 against .051; docs/bnn.md, sixth
+        round): the iterates keep moving until the last epoch and the average smooths their
+        noise.
     num_particles : weight draws per step, averaged in the ELBO.
     kl_annealing : epochs over which the KL weight grows linearly from 0 to 1 (0: always 1).
     analytic_kl : closed-form KL (``TraceMeanField_ELBO``, as :class:`MeanFieldELBO`); False
@@ -131,8 +135,10 @@ def train(
         takes its ``batch_size / world`` share (DistributedSampler order), gradients are
         averaged over ranks (the KL counted once), rank 0 alone writes checkpoints and
         shows progress. See docs/scaling.md.
-    ema_decay : Polyak averaging of the iterates (0: off). After every step an exponential
-        moving average ``avg = ema_decay * avg + (1 - ema_decay) * param`` of every trainable
+    ema_decay : Polyak averaging of the iterates (0: off; 0.95 by default, an average over
+        about the last 20 steps). After every step an exponential moving average
+        ``avg = d * avg + (1 - d) * param``, ``d = min(ema_decay, (1 + t) / (10 + t))`` at step
+        t (a warm-up, so that short runs follow their recent iterates), of every trainable
         parameter (the posterior means and scales included) is updated; validation, the
         best-epoch choice and the returned model use the averages, which smooths the
         step-to-step noise of SVI (Polyak and Juditsky 1992; Izmailov et al. 2018).
@@ -233,7 +239,8 @@ def train(
                 optimizer.step()
                 scheduler.step()
                 if ema_decay > 0:
-                    averages = _update_averages(averages, params, ema_decay)
+                    step = epoch * steps_per_epoch + start // local_batch
+                    averages = _update_averages(averages, params, ema_decay, step)
                 total += loss.detach() * len(idx)
         train_loss = ddp.sum_scalar(float(total)) / (len(order) * ddp.world_size())
         if not math.isfinite(train_loss):
@@ -280,11 +287,17 @@ def train(
 
 
 def _update_averages(
-    averages: list[torch.Tensor] | None, params: list[torch.Tensor], decay: float
+    averages: list[torch.Tensor] | None, params: list[torch.Tensor], decay: float, step: int
 ) -> list[torch.Tensor]:
-    """One step of the exponential moving average; the first step starts it at the iterate."""
+    """One step of the exponential moving average; the first step starts it at the iterate.
+
+    The decay warms up as ``min(decay, (1 + step) / (10 + step))`` (the ``num_updates`` rule
+    of TensorFlow's ``ExponentialMovingAverage``), so that a run of a few dozen steps is not
+    held back by its first, poor iterates; from step 170 on a decay of 0.95 applies in full.
+    """
     if averages is None:
         return [p.detach().clone() for p in params]
+    decay = min(decay, (1.0 + step) / (10.0 + step))
     with torch.no_grad():
         for avg, p in zip(averages, params, strict=True):
             avg.lerp_(p.detach(), 1.0 - decay)

@@ -70,23 +70,29 @@ def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypat
     assert (tmp_path / "b" / "model.pt").exists()
 
 
-def test_ema_decay_returns_the_moving_average_of_the_iterates(small_digits, monkeypatch):
+@pytest.mark.parametrize("ema_decay", [0.6, None])  # None: train's default, 0.95
+def test_ema_decay_returns_the_moving_average_of_the_iterates(small_digits, monkeypatch, ema_decay):
     tr, _, _ = small_digits
     model = BayesianCNN(1, 10, (8, 8), **TINY)
-    iterates = []
+    iterates, rates = [], []
     real_step = torch.optim.Adam.step
 
     def step_and_record(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
         out = real_step(self, *args, **kwargs)
         iterates.append([p.detach().clone() for p in model.parameters()])
         return out
 
     monkeypatch.setattr(torch.optim.Adam, "step", step_and_record)
-    train(model, tr, None, epochs=2, batch_size=100, lr=1e-2, ema_decay=0.6, progress=False)
+    kw = {} if ema_decay is None else {"ema_decay": ema_decay}
+    train(model, tr, None, epochs=2, batch_size=100, lr=1e-2, progress=False, **kw)
+    decay = 0.95 if ema_decay is None else ema_decay
     assert len(iterates) == 8  # 400 examples in batches of 100, two epochs
+    assert rates == [1e-2] * 8  # the default schedule is constant
     expected = iterates[0]
-    for it in iterates[1:]:  # avg <- 0.6 avg + 0.4 iterate, written out by hand
-        expected = [0.6 * e + 0.4 * p for e, p in zip(expected, it, strict=True)]
+    for step, it in enumerate(iterates[1:], start=1):  # written out by hand, with the warm-up
+        d = min(decay, (1 + step) / (10 + step))
+        expected = [d * e + (1 - d) * p for e, p in zip(expected, it, strict=True)]
     for got, want, last in zip(model.parameters(), expected, iterates[-1], strict=True):
         torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
         if got.numel():
