@@ -161,8 +161,9 @@ class Architecture:
         dropout: bool = False,
         variances: dict[str, torch.Tensor] | None = None,
         stats_rows: int | None = None,
+        masks: int = 1,
     ) -> torch.Tensor:
-        """Logits (N, outputs) for one set of weights.
+        """Logits (N, outputs) for one set of weights; (masks, N, outputs) with ``masks > 1``.
 
         With ``variances`` (weight variances of a mean-field posterior whose means are
         ``params``), layers named there use the local reparameterization trick: each example's
@@ -172,6 +173,9 @@ class Architecture:
         running ones) from the first ``stats_rows`` rows only and normalizes the rest with
         them, so rows appended to a batch (the noise-contrastive images) are seen the way a
         test image is, without shifting the statistics.
+        ``masks``: multi-sample dropout. The convolutions and the first dense layer run once,
+        and its output is copied that many times per example, each copy with its own dropout
+        mask; the layers after it run on every copy.
         """
         var = variances or {}
 
@@ -193,7 +197,11 @@ class Architecture:
         for i in range(len(self.dense)):
             h = F.relu(layer(F.linear, h, f"dense{i}"))
             if self.dropout > 0:
+                if i == 0 and masks > 1:  # the masks split off after the shared first layer
+                    h = h.expand(masks, *h.shape)
                 h = F.dropout(h, self.dropout, training=dropout)
+        if masks > 1 and (self.dropout == 0 or not self.dense):
+            h = h.expand(masks, *h.shape)
         return layer(F.linear, h, "out")
 
     def forward_samples(

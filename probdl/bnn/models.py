@@ -83,6 +83,14 @@ class BayesianCNN(CNNBase):
         :mod:`probdl.bnn.contrast`). Prediction is unchanged.
     noise_images : int
         Shuffled images per training batch (about ``noise_images / batch_size`` more work).
+    dropout_masks : int
+        Dropout masks per training example (multi-sample dropout, Inoue 2019): the first dense
+        layer's output is copied that many times, each copy gets its own dropout mask, and the
+        log-likelihood and the noise-contrastive term are averaged over the copies. The same
+        ELBO, estimated with less dropout noise; an epoch cost 1% more at 4 (9 interleaved
+        rounds). Over 30 seeds of digits, 4 masks in place of 1 lowered the test NLL from
+        .0444 to .0411 and raised the accuracy from .984 to .986 (docs/bnn.md, seventh round).
+        Prediction is unchanged.
     seed : int
         Seed of the initialization.
     """
@@ -107,12 +115,16 @@ class BayesianCNN(CNNBase):
         local_reparam: bool | str = False,
         noise_prior: float = 0.05,
         noise_images: int = 4,
+        dropout_masks: int = 4,
         seed: int = 0,
     ) -> None:
         arch = Architecture(
             in_channels, num_classes, image_size, filters, dense, pooling, batch_norm, dropout
         )
         super().__init__(arch, seed)
+        if int(dropout_masks) != dropout_masks or dropout_masks < 1:
+            raise ModelError(f"dropout_masks must be an integer >= 1, got {dropout_masks!r}.")
+        self.dropout_masks = int(dropout_masks)
         if bayesian_layers not in ("all", "last"):
             raise ModelError(f"bayesian_layers must be 'all' or 'last', got {bayesian_layers!r}.")
         if prior not in PRIORS:
@@ -169,6 +181,7 @@ class BayesianCNN(CNNBase):
             "local_reparam": self.local_reparam,
             "noise_prior": self.noise_prior,
             "noise_images": self.noise_images,
+            "dropout_masks": self.dropout_masks,
         }
 
     # ---- the variational family -------------------------------------------------------------
@@ -219,7 +232,9 @@ class BayesianCNN(CNNBase):
         shuffled copies of some of its images, and the noise-contrastive factor on their
         predictions (scaled like the likelihood, to the whole dataset) joins the model. Models
         built on this one with their own likelihood (``probdl.hybrid.sum_model``) pass
-        ``contrast=False``.
+        ``contrast=False``, which also keeps one dropout mask per image. In training with
+        ``dropout_masks > 1`` the likelihood averages over that many masks per image.
+        Returns the logits, (len(x), outputs), averaged over the masks.
         """
         with poutine.scale(scale=kl_weight):
             w = pyro.sample("weights", self.prior_distribution())
@@ -227,6 +242,9 @@ class BayesianCNN(CNNBase):
                 det = self._v.det
                 pyro.factor("map_prior", -0.5 * (det * det).sum() / self.prior_sigma**2)
         rows = len(x)
+        arch = self.architecture
+        own_training = contrast and self.training and arch.dropout > 0 and bool(arch.dense)
+        masks = self.dropout_masks if own_training else 1
         contrast = contrast and self.training and self.noise_prior > 0
         if contrast:
             x = torch.cat([x, shuffled_pixels(x, self.noise_images)])
@@ -241,18 +259,20 @@ class BayesianCNN(CNNBase):
                 params.update({k: v for k, v in drawn.items() if k.startswith("conv")})
         logits = self.architecture.forward(
             x, params, self._v.norms, dropout=self.training, variances=variances,
-            stats_rows=rows,
+            stats_rows=rows, masks=masks,
         )  # fmt: skip
         size = rows if size is None else size
         if contrast:
-            logits, noise_logits = logits[:rows], logits[rows:]
+            logits, noise_logits = logits[..., :rows, :], logits[..., rows:, :]
             penalty = divergence_from_uniform(noise_logits).mean()
             pyro.factor("noise_prior", -self.noise_prior * size * penalty)
         if index is None:
             index = torch.arange(rows, device=x.device)
-        with pyro.plate("data", size=size, subsample=index):
+        # The masks axis sits left of the data plate; scaling by 1 / masks makes the summed
+        # log-likelihood their mean.
+        with pyro.plate("data", size=size, subsample=index), poutine.scale(scale=1.0 / masks):
             pyro.sample("obs", _likelihood(logits), obs=y)
-        return logits
+        return logits.mean(0) if masks > 1 else logits
 
     def guide(self, x, y=None, index=None, size=None, kl_weight=1.0):
         """Mean-field Normal over the flat weight vector."""
