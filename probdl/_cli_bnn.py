@@ -78,7 +78,7 @@ def train(args: argparse.Namespace) -> int:
                               image_size=data.shape[1:])
     result = bnn.train(model, train_set, val_set, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, device=args.device, checkpoint_dir=out / "checkpoints",
-                       seed=args.seed, resume=args.resume)
+                       seed=args.seed, resume=args.resume, augment=args.augment)
     if not _is_writer():
         return 0
     model_path = model.save(out / "model.pt")

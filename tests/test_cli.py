@@ -116,6 +116,27 @@ def trained_run(tmp_path_factory):
     return out
 
 
+def test_train_passes_lr_and_augment_to_train(monkeypatch, tmp_path):
+    import inspect
+
+    import probdl.bnn
+
+    own = inspect.signature(probdl.bnn.train).parameters
+    seen = {}
+
+    def fake_train(model, *args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(probdl.bnn, "train", fake_train)
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "a")])
+    assert (seen["lr"], seen["augment"]) == (own["lr"].default, own["augment"].default)
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "b"), "--lr", "1e-3", "--augment", "none"])
+    assert (seen["lr"], seen["augment"]) == (1e-3, "none")
+
+
 def test_train_writes_model_reference_and_plots(trained_run):
     for name in ("model.pt", "model.pt.reference.json", "training_curves.png", "reliability.png"):
         assert (trained_run / name).is_file(), name

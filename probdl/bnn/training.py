@@ -34,11 +34,17 @@ from probdl.bnn.base import CNNBase, check_images, check_labels, resolve_device
 from probdl.bnn.checkpoint import load_training_state, save_training_state
 from probdl.bnn.elbo import MeanFieldELBO
 from probdl.bnn.prediction import predictive_probs
+from probdl.data import Augment
 from probdl.errors import CheckpointError, DataError, ModelError
 
 __all__ = ["TrainResult", "train"]
 
 SCHEDULES = ("cosine", "constant")
+# Named augmentations for ``train(augment=...)``: small rotations and zooms that keep a digit
+# (or most objects) what it is. Over 30 seeds of digits "light" lowered the Bayesian CNN's test
+# NLL from .0411 to .0392 and raised its accuracy from .9855 to .9870 (docs/bnn.md, seventh
+# round); rotations of 10 degrees with 1-pixel shifts had made it worse in an earlier round.
+AUGMENTS = {"light": {"rotate": 5.0, "scale": (0.92, 1.08)}, "none": None}
 
 
 @dataclass
@@ -92,7 +98,7 @@ def train(
     kl_annealing: int = 0,
     analytic_kl: bool = True,
     standardize: bool = True,
-    augment: Any = None,
+    augment: Augment | str | None = "light",
     patience: int | None = None,
     val_samples: int = 1,
     resume: bool = False,
@@ -124,7 +130,10 @@ def train(
     analytic_kl : closed-form KL (``TraceMeanField_ELBO``, as :class:`MeanFieldELBO`); False
         uses ``Trace_ELBO`` (the KL estimated from the drawn weights).
     standardize : fit per-channel standardization on ``train`` and store it in the model.
-    augment : a ``probdl.data.Augment`` applied to each training batch (reseeded per epoch).
+    augment : "light" (the default: rotations of up to 5 degrees and zooms of 0.92-1.08, in
+        pixel space), "none" or None (off), or a ``probdl.data.Augment``; applied to each
+        training batch and reseeded per epoch. Turn it off where orientation or size carry
+        the label.
     patience : stop after this many epochs without a better validation NLL (None: never).
     val_samples : posterior samples for the validation NLL and accuracy (1 by default: over 5
         seeds 1 and 2 gave the same test scores within their spread, and 1 costs half).
@@ -154,6 +163,7 @@ def train(
         raise ModelError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}.")
     if resume and checkpoint_dir is None:
         raise ModelError("resume=True needs the checkpoint_dir of the run to continue.")
+    augment = _resolve_augment(augment)
     ddp.resolve(distributed, device)
     dev = resolve_device(ddp.local_device(device))
     if checkpoint_dir is not None and ddp.is_writer():
@@ -322,7 +332,24 @@ def _averaged(params: list[torch.Tensor], averages: list[torch.Tensor] | None):
                 p.copy_(it)
 
 
-def _epoch_augment(augment: Any, seed: int, epoch: int) -> Any:
+def _resolve_augment(augment: Augment | str | None) -> Augment | None:
+    if isinstance(augment, str):
+        if augment not in AUGMENTS:
+            raise ModelError(
+                f"augment must be one of {list(AUGMENTS)}, None or a probdl.data.Augment; got "
+                f"{augment!r}."
+            )
+        options = AUGMENTS[augment]
+        return None if options is None else Augment(**options)
+    if augment is not None and not isinstance(augment, Augment):
+        raise ModelError(
+            f"augment must be one of {list(AUGMENTS)}, None or a probdl.data.Augment; got a "
+            f"{type(augment).__name__}."
+        )
+    return augment
+
+
+def _epoch_augment(augment: Augment | None, seed: int, epoch: int) -> Augment | None:
     """A copy of ``augment`` reseeded for this epoch, so a resumed run sees the same images."""
     if augment is None or getattr(augment, "is_identity", False):
         return None

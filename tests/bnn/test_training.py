@@ -178,6 +178,27 @@ def test_kl_annealing_particles_augmentation_and_options_run(small_digits):
     assert model.standardize_mean_ is None
 
 
+@pytest.mark.parametrize("augment", ["light", "none"])
+def test_default_light_augmentation_rotates_and_zooms_pixels(small_digits, monkeypatch, augment):
+    tr = small_digits[0]
+    model = DeterministicCNN(1, 10, (8, 8), **TINY)
+    seen = []
+    loss = model.training_loss
+    monkeypatch.setattr(
+        model, "training_loss", lambda x, *a, **k: seen.append(x) or loss(x, *a, **k)
+    )
+    kwargs = {} if augment == "light" else {"augment": augment}
+    train(model, tr, None, epochs=1, batch_size=32, seed=3, progress=False, **kwargs)
+    # The first batch of epoch 0, by hand: rotations of up to 5 degrees and zooms of 0.92-1.08
+    # of the raw pixels (the epoch's own seed), standardized afterwards.
+    order = torch.randperm(len(tr.images), generator=torch.Generator().manual_seed(3 * 100_003))
+    raw = tr.images[order[:32]]
+    if augment == "light":
+        raw = Augment(rotate=5.0, scale=(0.92, 1.08), seed=3 * 7919)(raw)
+    torch.testing.assert_close(seen[0], model.prepare(raw))
+    assert augment == "none" or not torch.allclose(seen[0], model.prepare(tr.images[order[:32]]))
+
+
 def test_standardization_is_fitted_on_train_and_stored(small_digits):
     tr, va, _ = small_digits
     model = DeterministicCNN(1, 10, (8, 8), **TINY)
@@ -202,6 +223,10 @@ def test_bad_training_input(small_digits):
         train(model, tr, va, resume=True)
     with pytest.raises(ModelError, match="ema_decay"):
         train(model, tr, va, ema_decay=1.0)
+    with pytest.raises(ModelError, match="'light', 'none'"):
+        train(model, tr, va, augment="heavy")
+    with pytest.raises(ModelError, match="function"):
+        train(model, tr, va, augment=lambda x: x)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
