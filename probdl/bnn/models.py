@@ -16,6 +16,7 @@ dataset size / batch size through a subsampled plate.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import pyro
@@ -122,7 +123,7 @@ class BayesianCNN(CNNBase):
             in_channels, num_classes, image_size, filters, dense, pooling, batch_norm, dropout
         )
         super().__init__(arch, seed)
-        if int(dropout_masks) != dropout_masks or dropout_masks < 1:
+        if not isinstance(dropout_masks, numbers.Integral) or dropout_masks < 1:
             raise ModelError(f"dropout_masks must be an integer >= 1, got {dropout_masks!r}.")
         self.dropout_masks = int(dropout_masks)
         if bayesian_layers not in ("all", "last"):

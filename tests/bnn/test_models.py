@@ -137,6 +137,7 @@ def test_guide_means_start_kaiming_and_scales_small():
         {"local_reparam": "conv"},
         {"dropout_masks": 0},
         {"dropout_masks": 2.5},
+        {"dropout_masks": "4"},
     ],
 )
 def test_bad_bayesian_configurations(kwargs):
