@@ -333,20 +333,15 @@ def _averaged(params: list[torch.Tensor], averages: list[torch.Tensor] | None):
 
 
 def _resolve_augment(augment: Augment | str | None) -> Augment | None:
-    if isinstance(augment, str):
-        if augment not in AUGMENTS:
-            raise ModelError(
-                f"augment must be one of {list(AUGMENTS)}, None or a probdl.data.Augment; got "
-                f"{augment!r}."
-            )
+    if isinstance(augment, str) and augment in AUGMENTS:
         options = AUGMENTS[augment]
         return None if options is None else Augment(**options)
-    if augment is not None and not isinstance(augment, Augment):
-        raise ModelError(
-            f"augment must be one of {list(AUGMENTS)}, None or a probdl.data.Augment; got a "
-            f"{type(augment).__name__}."
-        )
-    return augment
+    if augment is None or isinstance(augment, Augment):
+        return augment
+    raise ModelError(
+        f"augment must be one of {list(AUGMENTS)}, None or a probdl.data.Augment; got "
+        f"{augment!r}."
+    )
 
 
 def _epoch_augment(augment: Augment | None, seed: int, epoch: int) -> Augment | None:
