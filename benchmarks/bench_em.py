@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import pandas as pd
 
-from probdl._io import atomic_write
+from probdl.files import atomic_write
 from probdl.graph import BayesNet
 from probdl.graph.counts import NetSpec, decode_rows, forward_sample
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         run_probdl(truth, rows.iloc[:50], latent, 1)  # warm-up: imports
         t_ours, cpts, history = run_probdl(truth, rows, latent, iterations)
         kl_ours = mean_kl(truth, cpts, latent)
-        if args.quick:  # pyAgrum needs minutes (PEERS.md: 73.5 s alarm, 36 s child)
+        if args.quick:  # pyAgrum's EM needs minutes on alarm and child (docs/benchmarks.md)
             t_peer, kl_peer, note = float("nan"), float("nan"), "skipped (--quick)"
         else:
             t_peer, peer_cpts = run_pyagrum(truth, rows, latent, iterations)

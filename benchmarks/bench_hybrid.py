@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probdl._io import atomic_write
 from probdl.bnn import BayesianCNN, evaluate, train
 from probdl.data import load_digits, split
+from probdl.files import atomic_write
 from probdl.hybrid import (
     HybridModel,
     digit_sum_network,

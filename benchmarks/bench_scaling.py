@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from probdl._io import atomic_write  # stdlib only: safe before torch reads the environment
+from probdl.files import atomic_write  # stdlib only: safe before torch reads the environment
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -101,7 +101,7 @@ def job_em(size: dict) -> dict:
 
 def job_stream(size: dict, workdir: str) -> dict:
     from probdl import distributed
-    from probdl.stream import stream_marginals
+    from probdl.graph.stream import stream_marginals
 
     bn, _ = _alarm_rows(10)
     source = Path(workdir) / "alarm_rows.csv"

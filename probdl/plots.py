@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from probdl import metrics
-from probdl._io import atomic_write
+from probdl.files import atomic_write
 
 __all__ = [
     "calibration_curve",

@@ -1,4 +1,9 @@
-"""The layout rules of DESIGN.md, checked on the source."""
+"""The layout rules of docs/design.md, checked on the source.
+
+Arrows point inward: cli and plots use everything and nothing imports them (plots only from the
+cli); hybrid uses graph and bnn; graph and bnn never import each other; no private module at
+the top level; no file past the length a reader can hold.
+"""
 
 from __future__ import annotations
 
@@ -10,45 +15,90 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "probdl"
+MAX_LINES = 450
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside functions, relative ones resolved."""
     tree = ast.parse(path.read_text())
     found: set[str] = set()
+    parts = module_name(path).split(".")
+    package_parts = parts if path.name == "__init__.py" else parts[:-1]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against the file's package
-                parts = path.relative_to(PACKAGE.parent).with_suffix("").parts[: -node.level]
-                base = ".".join(parts)
-                found.add(f"{base}.{node.module}" if node.module else base)
-            elif node.module:
-                found.add(node.module)
+            if node.level:
+                base = ".".join(package_parts[: len(package_parts) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
     return found
+
+
+def sources() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def internal_imports() -> dict[str, set[str]]:
+    mods = sources()
+    return {m: {t for t in imported_modules(p) if t in mods and t != m} for m, p in mods.items()}
+
+
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 @pytest.mark.parametrize("world, other", [("graph", "probdl.bnn"), ("bnn", "probdl.graph")])
 def test_graph_and_bnn_never_import_each_other(world, other):
     for path in (PACKAGE / world).rglob("*.py"):
-        bad = {m for m in imported_modules(path) if m == other or m.startswith(other + ".")}
+        bad = {m for m in imported_modules(path) if within(m, other)}
         assert not bad, f"{path} imports {bad}"
 
 
-def test_only_the_plotting_modules_import_matplotlib():
-    allowed = {"plots.py"}
+@pytest.mark.parametrize("edge, allowed", [
+    ("probdl.cli", ("probdl.cli",)),
+    ("probdl.plots", ("probdl.cli", "probdl.plots")),
+    ("probdl.hybrid", ("probdl.cli", "probdl.hybrid")),
+])
+def test_the_edge_is_imported_only_from_outside_in(edge, allowed):
+    for module, targets in internal_imports().items():
+        if any(within(module, a) for a in allowed):
+            continue
+        bad = sorted(t for t in targets if within(t, edge))
+        assert not bad, f"{module} imports {bad}: only {allowed} may use {edge}"
+
+
+def test_no_private_module_at_the_top_level():
+    private = sorted(p.name for p in PACKAGE.iterdir()
+                     if p.name.startswith("_") and p.name not in ("__init__.py", "__pycache__"))
+    assert not private, f"private top-level modules {private}: give them a home in a package"
+
+
+def test_no_file_is_too_long_to_read():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"files over {MAX_LINES} lines: {long}; split them by responsibility"
+
+
+def test_only_the_plotting_module_imports_matplotlib():
     for path in PACKAGE.rglob("*.py"):
-        if path.name in allowed:
+        if path.name == "plots.py":
             continue
         assert not any(m.startswith("matplotlib") for m in imported_modules(path)), path
 
 
-def test_only_the_cli_parses_arguments():
+def test_only_the_cli_parser_parses_arguments():
     for path in PACKAGE.rglob("*.py"):
-        if path.name != "cli.py":
-            assert "argparse" not in {m.split(".")[0] for m in imported_modules(path)} or (
-                "ArgumentParser(" not in path.read_text()
-            ), path
+        if path != PACKAGE / "cli" / "main.py":
+            assert "ArgumentParser(" not in path.read_text(), path
 
 
 def test_importing_one_world_does_not_load_the_other():
@@ -60,6 +110,22 @@ def test_importing_one_world_does_not_load_the_other():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+
+def test_the_import_rules_see_imports_inside_functions(tmp_path):
+    """The checker itself: a function-level relative import is an edge."""
+    pkg = tmp_path / "probdl" / "cli"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    source = pkg / "x.py"
+    source.write_text("def f():\n    from . import graph\n    from ..files import atomic_write\n")
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, tmp_path / "probdl"
+    try:
+        found = imported_modules(source)
+    finally:
+        PACKAGE = saved
+    assert {"probdl.cli.graph", "probdl.files", "probdl.files.atomic_write"} <= found
 
 
 def test_public_names_resolve():

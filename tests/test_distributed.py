@@ -1,4 +1,4 @@
-"""probdl.distributed, probdl._launch and probdl.stream; two real gloo processes on localhost.
+"""probdl.distributed, probdl.cli.launch and probdl.graph.stream; two gloo processes on localhost.
 
 The two-process checks share ONE spawn of two ranks (process start-up dominates their cost):
 each rank runs every scenario in ``_rank_main`` and saves what it saw; the test process then
@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from probdl import distributed
-from probdl._launch import _strip_nproc, relaunch_under_torchrun, torchrun_command
+from probdl.cli.launch import _strip_nproc, relaunch_under_torchrun, torchrun_command
 from probdl.errors import DataError, InferenceError, ModelError
 from probdl.graph import BayesNet
-from probdl.stream import read_chunks, stream, stream_impute, stream_map, stream_marginals
+from probdl.graph.stream import read_chunks, stream, stream_impute, stream_map, stream_marginals
 
 ROOT = Path(__file__).resolve().parents[1]
 

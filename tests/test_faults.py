@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -19,9 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from probdl._writable import check_writable
 from probdl.bnn import BayesianCNN, load_model, train
-from probdl.errors import CheckpointError, DataError
+from probdl.errors import CheckpointError
 from probdl.graph.engine import single_thread  # one thread: runs comparable bit for bit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +93,7 @@ def test_truncated_and_foreign_checkpoints_give_checkpoint_errors(tmp_path):
 # ---- writes cut short -------------------------------------------------------------------------
 _SLOW_WRITER = textwrap.dedent("""
     import sys, time
-    from probdl._io import atomic_write
+    from probdl.files import atomic_write
     with atomic_write(sys.argv[1], "wb") as fh:
         for _ in range(400):
             fh.write(b"N" * 65536)
@@ -180,44 +177,6 @@ def test_training_killed_at_a_random_epoch_resumes_to_the_same_model(tmp_path):
 
 
 # ---- full disks and read-only folders ---------------------------------------------------------
-def test_probe_creates_the_folder_and_leaves_nothing_behind(tmp_path):
-    where = check_writable(tmp_path / "a" / "b", needed_bytes=3 << 20)
-    assert where.is_dir() and list(where.iterdir()) == []
-
-
-def test_probe_refuses_a_folder_that_cannot_exist(tmp_path):
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(DataError, match=r"cannot be created.*pick another"):
-        check_writable(tmp_path / "file" / "out")
-    with pytest.raises(CheckpointError, match="is a file, not a folder"):
-        check_writable(tmp_path / "file", error=CheckpointError)
-
-
-def test_probe_refuses_a_disk_without_room(tmp_path, monkeypatch):
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 << 30, 10 << 30, 1 << 20))
-    with pytest.raises(CheckpointError, match=r"1\.0 MiB free but this run writes about 8\.0"):
-        check_writable(tmp_path, needed_bytes=8 << 20, what="checkpoint folder",
-                       error=CheckpointError)
-
-
-@contextlib.contextmanager
-def _file_size_limit(nbytes: int):
-    """Writes past nbytes fail with EFBIG, as on a full or quota-limited disk (even for root)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
-
-
-def test_probe_catches_a_write_that_fails_though_free_space_looks_fine(tmp_path):
-    with _file_size_limit(4096), pytest.raises(DataError, match=r"cannot write.*too large"):
-        check_writable(tmp_path, needed_bytes=1 << 20)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_training_refuses_an_unusable_checkpoint_folder_before_the_first_step(tmp_path,

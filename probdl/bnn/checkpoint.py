@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from probdl._io import atomic_write
 from probdl.errors import CheckpointError
+from probdl.files import atomic_write
 
 __all__ = ["FORMAT", "VERSION", "load_model", "load_training_state", "save_model"]
 

@@ -29,13 +29,13 @@ from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
 from probdl import distributed as ddp
-from probdl._writable import check_writable
 from probdl.bnn.base import CNNBase, check_images, check_labels, resolve_device
 from probdl.bnn.checkpoint import load_training_state, save_training_state
 from probdl.bnn.elbo import MeanFieldELBO
 from probdl.bnn.prediction import predictive_probs
 from probdl.data import Augment
 from probdl.errors import CheckpointError, DataError, ModelError
+from probdl.files import check_writable
 
 __all__ = ["TrainResult", "train"]
 

@@ -15,15 +15,14 @@ simple grammar, with pgmpy's ``BIFReader``. BIF and XMLBIF files go through
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
+from ..files import atomic_write
 
 __all__ = ["EXAMPLES", "example", "from_pgmpy", "read", "to_pgmpy", "write"]
 
@@ -202,22 +201,14 @@ def write(bn, path) -> None:
             raise ModelError(f"{path}: pgmpy's XMLBIF reader cannot read back state labels "
                              f"with <, > or & (e.g. {odd[0][1]!r} of {odd[0][0]!r}); write "
                              f".bif instead")
-    model = to_pgmpy(bn) if kind != "uai" else None
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.",
-                               suffix=path.suffix)
-    os.close(fd)
-    try:
-        if kind == "bif":
-            readwrite.BIFWriter(model).write_bif(tmp)
-        elif kind == "xmlbif":
-            readwrite.XMLBIFWriter(model).write_xmlbif(tmp)
-        else:
-            from .uai import format_uai
+    if kind == "uai":
+        from .uai import format_uai
 
-            Path(tmp).write_text(format_uai(bn), encoding="utf-8")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        text = format_uai(bn)
+    else:
+        # the writers' str() is the file's text (write_bif/write_xmlbif go through it too)
+        model = to_pgmpy(bn)
+        writer = readwrite.BIFWriter if kind == "bif" else readwrite.XMLBIFWriter
+        text = str(writer(model))
+    with atomic_write(path, "w") as fh:
+        fh.write(text)

@@ -1,4 +1,4 @@
-"""`probdl bn ...`: the Bayesian-network commands, called by :mod:`probdl.cli` with parsed args."""
+"""`probdl bn ...`: the Bayesian-network commands, called by :mod:`probdl.cli.main`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from probdl._io import atomic_write
+from probdl.distributed import is_writer
 from probdl.errors import DataError, InferenceError
+from probdl.files import atomic_write
 from probdl.graph import BayesNet
 
 
@@ -88,15 +89,15 @@ def _parse_latent(items: list[str]) -> dict[str, int] | None:
 
 def fit(args: argparse.Namespace) -> int:
     if args.nproc > 1:
-        from probdl._launch import relaunch_under_torchrun
+        from probdl.cli.launch import relaunch_under_torchrun
 
-        return relaunch_under_torchrun(args.nproc)
+        return relaunch_under_torchrun(args.nproc, args.argv)
     bn = load_network(args.net)
     rows = read_rows(args.data)
     fitted = bn.fit(rows, latent=_parse_latent(args.latent), prior=args.prior,
                     max_iter=args.max_iter)
     history = list(getattr(fitted, "history_", []))
-    if _is_writer():
+    if is_writer():
         fitted.write(args.out)
     summary = {
         "rows": len(rows),
@@ -107,16 +108,11 @@ def fit(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(summary, indent=2))
-    elif _is_writer():
+    elif is_writer():
         for key, value in summary.items():
             print(f"{key:>15}: {value}")
     return 0
 
-
-def _is_writer() -> bool:
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def impute(args: argparse.Namespace) -> int:

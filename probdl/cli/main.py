@@ -1,4 +1,4 @@
-"""The ``probdl`` command line; the only module that parses arguments.
+"""The ``probdl`` command line: the one parser, and dispatch to the command modules.
 
     probdl demo
     probdl train --data digits --epochs 30 --out runs/digits
@@ -139,26 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # the command modules are imported on use: `probdl bn ...` never loads torch's CNN side
     if args.command == "demo":
-        from probdl._demo.runner import run_demo
+        from probdl.cli.demo.runner import run_demo
 
         run_demo(args.out, args.parts)
         return 0
     if args.command in ("train", "evaluate", "predict"):
-        from probdl import _cli_bnn
+        from probdl.cli import bnn
 
-        return getattr(_cli_bnn, args.command)(args)
+        return getattr(bnn, args.command)(args)
     if args.command == "bn" and args.bn_command:
-        from probdl import _cli_graph
+        from probdl.cli import graph
 
-        return getattr(_cli_graph, args.bn_command)(args)
+        return getattr(graph, args.bn_command)(args)
     parser.print_help()
     return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # what --nproc re-runs under torchrun
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return _dispatch(args, parser)
@@ -171,6 +174,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("probdl: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,9 @@
 """Re-run the current ``probdl`` command as N processes under torchrun.
 
     # `probdl bn fit asia data.csv --out fitted.bif --nproc 2` ends up calling:
-    from probdl._launch import relaunch_under_torchrun
-    exit_code = relaunch_under_torchrun(2)
+    from probdl.cli.launch import relaunch_under_torchrun
+    exit_code = relaunch_under_torchrun(2, ["bn", "fit", "asia", "data.csv", "--out",
+                                            "fitted.bif", "--nproc", "2"])
     # python -m torch.distributed.run --standalone --nproc_per_node 2 -m probdl.cli \\
     #     bn fit asia data.csv --out fitted.bif
 
@@ -37,25 +38,6 @@ def _strip_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _running_cli_argv() -> list[str]:
-    """The argument list of the ``probdl.cli.main`` call on the stack, else ``sys.argv[1:]``.
-
-    ``main(argv)`` may be called in-process with its own list (tests, notebooks), in which
-    case ``sys.argv`` belongs to the host program and must not be re-run.
-    """
-    from probdl import cli
-
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is cli.main.__code__:
-            argv = frame.f_locals.get("argv")
-            if argv is not None:
-                return [str(a) for a in argv]
-            break
-        frame = frame.f_back
-    return sys.argv[1:]
-
-
 def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
     """The torchrun command line that runs ``probdl <argv>`` (``--nproc`` removed) N times."""
     return [
@@ -64,15 +46,15 @@ def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
     ]
 
 
-def relaunch_under_torchrun(nproc: int, argv: Sequence[str] | None = None) -> int:
+def relaunch_under_torchrun(nproc: int, argv: Sequence[str]) -> int:
     """Run the current command as ``nproc`` processes under torchrun and wait for them.
 
     Parameters
     ----------
     nproc : int
         Processes on this machine (one per GPU when training on CUDA).
-    argv : list of str, optional
-        The command's arguments; by default those of the running ``probdl.cli.main``.
+    argv : list of str
+        The command's arguments as ``probdl.cli.main`` received them (``--nproc`` is removed).
 
     Returns
     -------
@@ -90,10 +72,9 @@ def relaunch_under_torchrun(nproc: int, argv: Sequence[str] | None = None) -> in
             "--nproc was given inside a torchrun job; drop --nproc (torchrun's "
             "--nproc_per_node already sets the number of processes)."
         )
-    args = list(argv) if argv is not None else _running_cli_argv()
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        return subprocess.call(torchrun_command(nproc, args), env=env)
+        return subprocess.call(torchrun_command(nproc, argv), env=env)
     except KeyboardInterrupt:
         return 130

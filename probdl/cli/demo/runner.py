@@ -1,7 +1,10 @@
 """`probdl demo`: every part of the main job, end to end on bundled data.
 
-Each part lives in ``probdl/_demo/<part>.py`` with ``run(out_dir) -> [(label, value)]``; a part
-whose module is not there yet is skipped, so the demo always runs what exists.
+    from probdl.cli.demo.runner import run_demo
+    run_demo("demo_out", parts=["graph"])      # the summary rows, also printed
+
+Each part is a module ``probdl/cli/demo/<name>_part.py`` with ``run(out_dir) -> [(label,
+value)]``. Parts are imported only when they run, so the graph parts never load the CNN side.
 """
 
 from __future__ import annotations
@@ -10,32 +13,32 @@ import importlib
 import time
 from pathlib import Path
 
-PARTS = [
-    ("Data preparation", "probdl._demo.data_part"),
-    ("Bayesian network inference", "probdl._demo.graph_part"),
-    ("Learning from missing data (EM)", "probdl._demo.em_part"),
-    ("Bayesian CNN", "probdl._demo.bnn_part"),
-    ("Hybrid: digit sums", "probdl._demo.hybrid_part"),
-]
+from probdl.errors import DataError
+
+PARTS = {
+    "data": "Data preparation",
+    "graph": "Bayesian network inference",
+    "em": "Learning from missing data (EM)",
+    "bnn": "Bayesian CNN",
+    "hybrid": "Hybrid: digit sums",
+}
 
 
 def run_demo(
     out_dir: str | Path = "demo_out", parts: list[str] | None = None
 ) -> list[tuple[str, str]]:
     """Run the demo parts in order, print a summary table and return its rows."""
+    unknown = sorted(set(parts or ()) - set(PARTS))
+    if unknown:
+        raise DataError(f"unknown demo part(s) {unknown}; choose from {list(PARTS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary: list[tuple[str, str]] = []
     started = time.perf_counter()
-    for title, module_name in PARTS:
-        if parts is not None and module_name.rsplit(".", 1)[-1].removesuffix("_part") not in parts:
+    for name, title in PARTS.items():
+        if parts is not None and name not in parts:
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(f"probdl.cli.demo.{name}_part")
         print(f"\n== {title} ==")
         t0 = time.perf_counter()
         summary.extend(module.run(out))

@@ -1,7 +1,7 @@
 """Batched Bayesian-network inference over tables larger than memory, chunk by chunk.
 
     from probdl.graph import BayesNet
-    from probdl.stream import stream_marginals, stream_map, stream_impute
+    from probdl.graph.stream import stream_marginals, stream_map, stream_impute
     bn = BayesNet.example("asia")
     bn.sample(100_000, seed=0).to_csv("cases.csv", index=False)
     stream_marginals(bn, "cases.csv", "posteriors.csv", chunk_rows=20_000)
@@ -31,9 +31,8 @@ import numpy as np
 import pandas as pd
 
 from probdl import distributed as ddp
-from probdl._io import atomic_write
-from probdl._writable import check_writable
 from probdl.errors import DataError, InferenceError
+from probdl.files import atomic_write, check_writable
 
 __all__ = ["TASKS", "read_chunks", "stream", "stream_impute", "stream_map", "stream_marginals"]
 

@@ -1,10 +1,19 @@
-"""Fail before long work starts when its output cannot be written (full disk, read-only folder).
+"""Files that are never lost: atomic writes that honour the umask, and the writable-folder check.
 
-    from probdl._writable import check_writable
-    check_writable("runs/digits/checkpoints", needed_bytes=50_000_000)   # or raises, now
+    from probdl.files import atomic_write, check_writable
+    check_writable("runs/digits", needed_bytes=50_000_000)   # or raises now, not minutes in
+    with atomic_write("runs/digits/results.csv", "w") as fh:
+        fh.write("a,b\n")
 
-A training run that only learns at its first checkpoint, minutes in, that the disk is full or
-the folder read-only has wasted those minutes; this probe finds out in milliseconds.
+An atomic write goes to a temporary file beside the target, is fsynced, then renamed over it:
+the rename is atomic on POSIX file systems, so readers see the old file or the new one and a
+process killed mid-write leaves the old file intact. ``tempfile.mkstemp`` creates files with
+mode 0600 whatever the umask; the file is given ``0666 & ~umask`` before the rename, as
+``open()`` would have done, so written files are as readable as the user expects.
+
+The writable check exists because a training run that only learns at its first checkpoint,
+minutes in, that the disk is full or the folder read-only has wasted those minutes; the probe
+finds out in milliseconds.
 """
 
 from __future__ import annotations
@@ -13,15 +22,46 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from probdl.errors import DataError, ProbdlError
 
-__all__ = ["check_writable"]
+__all__ = ["atomic_write", "check_writable", "umask"]
 
 #: the probe writes at most this much for real; larger needs are checked against free space
 _PROBE_CAP = 64 << 20
 _BLOCK = 1 << 20
+
+
+def umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    Missing parent folders are created. The file gets mode ``0666 & ~umask``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _mb(n: float) -> str:
