@@ -59,8 +59,9 @@ class NetSpec:
     def from_network(cls, bn: Any, latent: Mapping[str, Any] | None = None) -> NetSpec:
         """Read the structure of a ``BayesNet`` (or a pgmpy model), with latent states overridden.
 
-        ``latent`` maps a variable to its number of states or its list of labels; a count equal
-        to the network's keeps the network's labels, another count gives labels "0", "1", ....
+        ``latent`` maps a variable to its number of states or its list of labels; both must
+        match the network's: a declaration says which variables have no column, it never
+        relabels one (a silent "0"/"1" in place of LOW/NORMAL/HIGH would lose their meaning).
         """
         if hasattr(bn, "variables") and hasattr(bn, "cpd") and not callable(bn.variables):
             variables = list(bn.variables)
@@ -93,21 +94,24 @@ class NetSpec:
 
 def _latent_states(name: str, spec: Any, current: tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-        if spec < 2:
-            raise DataError(f"latent variable {name!r} needs at least 2 states, got {spec}")
         if spec == len(current):
             return current
-        return tuple(str(i) for i in range(int(spec)))
-    if isinstance(spec, Sequence) and not isinstance(spec, str):
-        labels = tuple(str(s) for s in spec)
-        if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise DataError(
-                f"latent variable {name!r} needs at least 2 distinct state labels, got {list(spec)}"
-            )
-        return labels
+        given = f"{int(spec)} states"
+    elif isinstance(spec, Sequence) and not isinstance(spec, str):
+        if tuple(str(s) for s in spec) == current:
+            return current
+        given = "other labels"
+    else:
+        raise DataError(
+            f"latent variable {name!r}: give its number of states (e.g. {{{name!r}: "
+            f"{len(current)}}}) or its labels (e.g. {{{name!r}: {list(current)}}}), not {spec!r}"
+        )
     raise DataError(
-        f"latent variable {name!r}: give its number of states (e.g. {{{name!r}: 2}}) or its "
-        f"labels (e.g. {{{name!r}: ['lo', 'hi']}}), not {spec!r}"
+        f"latent={{{name!r}: {spec!r}}} gives {given}, but the network gives {name!r} the states "
+        f"{list(current)}; latent= only declares a variable absent from the data and never "
+        f"relabels it: pass {{{name!r}: {len(current)}}}, or build the structure with the states "
+        f"you want, e.g. BayesNet.from_structure(bn.graph.edges, {{**bn.states, {name!r}: "
+        f"['0', '1']}})"
     )
 
 
@@ -144,16 +148,17 @@ def encode_rows(
     spec : NetSpec
         The network's structure (columns of the result follow ``spec.variables``).
     latent : sequence of str
-        Variables declared latent: they must have no column.
+        Variables declared latent: no column, or a column with no observed value.
     learning : bool
-        True for fitting: every variable needs a column (or a latent declaration) with at least
-        one observed value. False for queries and imputation: absent columns are unobserved.
+        True for fitting: every variable needs a column or a latent declaration (a column
+        entirely missing is hidden). False for queries and imputation: absent columns are
+        unobserved.
 
     Raises
     ------
     DataError
-        Not a frame, no rows, a column that is no variable, a latent name that is a column,
-        unknown state labels (listed with their columns), a never-observed undeclared variable.
+        Not a frame, no rows, a column that is no variable, a latent name whose column has
+        values, unknown state labels (listed with their columns), an undeclared absent variable.
     """
     if not isinstance(rows, pd.DataFrame):
         raise DataError(
@@ -172,11 +177,13 @@ def encode_rows(
             f"columns {unknown} are not variables of the network (variables: "
             f"{', '.join(spec.variables)}); drop or rename them"
         )
-    clash = [name for name in latent if name in columns]
+    # a declared latent variable may have a column only if that column is entirely missing
+    clash = [name for name in latent if name in columns and rows[name].notna().any()]
     if clash:
         raise DataError(
-            f"latent variables {clash} are columns of the data, so they are not latent; drop "
-            f"the columns or remove them from latent="
+            f"latent variables {clash} have observed values in the data; latent= is for "
+            f"variables absent from the data: remove them from latent= (EM fills in their "
+            f"missing cells) or drop their columns"
         )
     index = {v: i for i, v in enumerate(spec.variables)}
     codes = np.full((len(rows), len(spec.variables)), -1, dtype=np.int64)
@@ -196,15 +203,16 @@ def encode_rows(
             + ". Use the network's state labels (bn.states) or NaN for a missing value"
         )
     if learning:
-        never = [
-            v for v in spec.variables
-            if v not in latent and (codes[:, index[v]] < 0).all()
-        ]
-        if never:
+        # a column present but entirely missing is a hidden variable with its known states;
+        # a variable with no column must be declared, so that a forgotten column is not
+        # silently treated as hidden
+        absent = {v: len(spec.states[v]) for v in spec.variables
+                  if v not in columns and v not in latent}
+        if absent:
             raise DataError(
-                f"variables {never} are never observed (no column, or a column entirely "
-                f"missing) and not declared latent; pass latent={{name: n_states}} for them or "
-                f"supply their values"
+                f"variables {list(absent)} have no column in the data; declare them hidden with "
+                f"latent={absent} (their states are kept), or add their columns (empty cells "
+                f"are missing values)"
             )
     return codes
 

@@ -67,7 +67,9 @@ def fit(
         One column per observed variable, states as labels, NaN anywhere a value is missing.
         Identical rows are counted once with a weight.
     latent : dict, optional
-        Variables of ``bn`` never observed (no column): name -> number of states or labels.
+        Variables of ``bn`` absent from the data (no column): name -> number of states or
+        labels, which must match the network's (a declaration never relabels). A column
+        present but entirely missing needs no declaration: it is hidden, with its known states.
     method : {"em", "mle", "bayes"}
         "mle" (counts) and "bayes" (counts + pseudo-counts) need complete rows; "em" takes any.
     prior : float
@@ -141,9 +143,13 @@ def fit(
         else:
             engine = _Estep(spec, unique, weight, batch_size, template=bn)
         base = family_counts(unique, weight, spec)
+        # a column entirely missing is as hidden as a latent one: its families need the
+        # asymmetric start too
+        hidden = set(latent) | {v for j, v in enumerate(spec.variables)
+                                if (unique[:, j] < 0).all()}
         best = None
         for restart in range(n_restarts):
-            start = _starting_point(spec, base, latent, np.random.default_rng([seed, restart]),
+            start = _starting_point(spec, base, hidden, np.random.default_rng([seed, restart]),
                                     noise=0.0 if restart == 0 else 0.5)
             if restart == 0 and init is not None:
                 start = _initial_cpts(init, spec)

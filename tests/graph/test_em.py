@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
+import re
 import warnings
 
 import numpy as np
@@ -165,14 +167,16 @@ def test_fit_leaves_the_original_untouched_and_latent_start_is_not_symmetric():
     truth = _random_net(8)
     before = {v: truth.cpd(v).copy() for v in truth.variables}
     rows = _sample(truth, 300, seed=9, drop=("H",))
-    fitted = truth.fit(rows, latent={"H": ["lo", "hi"]}, max_iter=30)
-    assert fitted is not truth and fitted.states["H"] == ["lo", "hi"]
+    fitted = truth.fit(rows, latent={"H": ["h0", "h1"]}, max_iter=30)
+    assert fitted is not truth and fitted.states["H"] == ["h0", "h1"]
     for v in truth.variables:
         np.testing.assert_array_equal(truth.cpd(v), before[v])
     assert not hasattr(truth, "history_")
     # A symmetric start would leave Y | H identical for both latent states forever.
     assert np.abs(fitted.cpd("Y")[:, 0] - fitted.cpd("Y")[:, 1]).max() > 0.05
-    three = truth.fit(rows, latent={"H": 3}, max_iter=3)
+    # another number of states is another structure, built as such, never a relabelling
+    wider = BayesNet.from_structure(truth.graph.edges, {**truth.states, "H": ["0", "1", "2"]})
+    three = wider.fit(rows, latent={"H": 3}, max_iter=3)
     assert three.states["H"] == ["0", "1", "2"] and three.cpd("Y").shape == (3, 3)
 
 
@@ -203,12 +207,14 @@ def test_repeated_rows_count_with_their_weight():
 @pytest.mark.parametrize(("change", "kwargs", "message"), [
     (lambda r: r.assign(W="x"), {}, "not variables of the network"),
     (lambda r: r, {"latent": {"Q": 2}}, "not a variable of the network's structure"),
-    (lambda r: r.assign(H="h0"), {"latent": {"H": 2}}, "columns of the data"),
+    (lambda r: r.assign(H="h0"), {"latent": {"H": 2}}, "have observed values in the data"),
     (lambda r: r.assign(X=r["X"].replace("x2", "x9")), {"latent": {"H": 2}}, "x9"),
-    (lambda r: r.assign(Y=None), {"latent": {"H": 2}}, "never observed"),
-    (lambda r: r, {}, "never observed"),
+    (lambda r: r, {}, r"no column in the data; declare them hidden with latent=\{'H': 2\}"),
     (lambda r: r.iloc[:0], {"latent": {"H": 2}}, "empty"),
-    (lambda r: r, {"latent": {"H": 1}}, "at least 2 states"),
+    (lambda r: r, {"latent": {"H": 1}}, "never relabels"),
+    (lambda r: r, {"latent": {"H": 3}}, r"the states \['h0', 'h1'\].*never relabels"),
+    (lambda r: r, {"latent": {"H": ["lo", "hi"]}}, "gives other labels"),
+    (lambda r: r, {"latent": {"H": "two"}}, "give its number of states"),
     (lambda r: r, {"latent": {"H": 2}, "method": "mle"}, "needs complete rows"),
     (lambda r: r, {"latent": {"H": 2}, "method": "magic"}, "method must be"),
     (lambda r: r, {"latent": {"H": 2}, "prior": -1.0}, "prior must be"),
@@ -218,6 +224,31 @@ def test_bad_input_raises_data_error(change, kwargs, message):
     rows = _sample(truth, 50, seed=16, drop=("H",))
     with pytest.raises(DataError, match=message):
         truth.fit(change(rows), **kwargs)
+
+
+def test_a_column_entirely_missing_is_hidden_with_its_known_states():
+    truth = _random_net(24)
+    rows = _sample(truth, 300, seed=25, missing=0.1).assign(H=np.nan)  # present, all NaN
+    fitted = truth.fit(rows, max_iter=30, seed=1)
+    assert fitted.states == truth.states  # never "0"/"1"
+    # the same fit as declaring the absent variable latent (with its own count)
+    declared = truth.fit(rows.drop(columns="H"), latent={"H": 2}, max_iter=30, seed=1)
+    np.testing.assert_allclose(fitted.history_, declared.history_, rtol=1e-12)
+    # declaring the hidden column latent as well is consistent, not a contradiction
+    both = truth.fit(rows, latent={"H": 2}, max_iter=30, seed=1)
+    np.testing.assert_allclose(both.history_, declared.history_, rtol=1e-12)
+    # the hidden variable's families start asymmetric, as a latent one's do (from a symmetric
+    # start the columns of Y | H would stay exactly equal)
+    assert np.abs(fitted.cpd("Y")[:, 0] - fitted.cpd("Y")[:, 1]).max() > 1e-3
+
+
+def test_the_advice_of_one_message_is_accepted_by_the_next_call():
+    truth = _random_net(26)
+    rows = _sample(truth, 100, seed=27, drop=("H",))
+    with pytest.raises(DataError, match=r"latent=\{'H': 2\}") as err:
+        truth.fit(rows)
+    advice = ast.literal_eval(re.search(r"latent=(\{[^}]*\})", str(err.value)).group(1))
+    assert truth.fit(rows, latent=advice, max_iter=2).states["H"] == ["h0", "h1"]
 
 
 def test_unknown_labels_are_listed_with_their_columns():
