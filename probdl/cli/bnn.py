@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from probdl import metrics
+from probdl.cli.output import emit_json
 from probdl.data import (
     ImageDataset,
     load_cifar,
@@ -51,7 +53,7 @@ def load_data(spec: str) -> ImageDataset:
 def _print_table(title: str, scores: dict[str, Any], as_json: bool) -> None:
     flat = {k: v for k, v in scores.items() if isinstance(v, int | float)}
     if as_json:
-        print(json.dumps(flat, indent=2))
+        emit_json(flat)
         return
     print(title)
     for key, value in flat.items():
@@ -85,8 +87,10 @@ def train(args: argparse.Namespace) -> int:
     val_pred = bnn.predict(model, val_set.images)
     with atomic_write(_reference_path(model_path), "w") as fh:
         json.dump({"val_entropy": val_pred.entropy.tolist()}, fh)
+    torch.manual_seed(args.seed)  # the same draws again below: the plot shows the printed ECE
     scores = bnn.evaluate(model, test_set)
     written = [plots.training_curves(result.history, out / "training_curves.png")]
+    torch.manual_seed(args.seed)
     test_pred = bnn.predict(model, test_set.images)
     written.append(plots.reliability_diagram(test_pred.probs, test_set.labels,
                                              out / "reliability.png"))
@@ -120,13 +124,19 @@ def evaluate(args: argparse.Namespace) -> int:
     _, _, test_set = split(load_data(args.data), val=0.15, test=0.2, seed=0)
     out = Path(args.out) if args.out else Path(args.model).parent
     ood = _ood_images(args.ood, test_set) if args.ood else None
+    # one seed for both passes: the plots draw the predictions the printed scores come from,
+    # and every number in a plot's title is printed too; names of its own (evaluate_*.png)
+    # leave train's reliability.png alone
+    torch.manual_seed(0)
     scores = bnn.evaluate(model, test_set, num_samples=args.num_samples,
                           ood=ood if args.ood == "noise" else None)
+    torch.manual_seed(0)
     pred = bnn.predict(model, test_set.images, num_samples=args.num_samples)
+    correct = pred.labels == test_set.labels
+    scores["aurc"] = metrics.risk_coverage(pred.confidence, correct)["aurc"]
     written = [
-        plots.reliability_diagram(pred.probs, test_set.labels, out / "reliability.png"),
-        plots.risk_coverage_curve(pred.confidence, pred.labels == test_set.labels,
-                                  out / "risk_coverage.png"),
+        plots.reliability_diagram(pred.probs, test_set.labels, out / "evaluate_reliability.png"),
+        plots.risk_coverage_curve(pred.confidence, correct, out / "evaluate_risk_coverage.png"),
     ]
     if ood is not None:
         shifted = bnn.predict(model, ood, num_samples=args.num_samples)
@@ -136,8 +146,9 @@ def evaluate(args: argparse.Namespace) -> int:
             probs = shifted.probs.clamp_min(1e-12)
             scores["shift_accuracy"] = float((shifted.labels == test_set.labels).float().mean())
             scores["shift_nll"] = float(-probs.gather(1, test_set.labels[:, None]).log().mean())
-        written.append(plots.uncertainty_histograms(pred.entropy, shifted.entropy,
-                                                    out / "uncertainty_in_vs_out.png"))
+            scores["shift_auroc"] = metrics.auroc(shifted.entropy, pred.entropy)
+        written.append(plots.uncertainty_histograms(
+            pred.entropy, shifted.entropy, out / f"evaluate_uncertainty_{args.ood}.png"))
     _print_table(f"{args.data} test split ({len(test_set)} images)", scores, args.json)
     if not args.json:
         print("plots: " + ", ".join(str(p) for p in written))
@@ -185,7 +196,7 @@ def predict(args: argparse.Namespace) -> int:
         report.update(drift_statistic=statistic, drift_p_value=p_value,
                       drifted=bool(p_value < DRIFT_ALPHA))
     if args.json:
-        print(json.dumps(report, indent=2))
+        emit_json(report)
         return 0
     print(f"{report['images']} images -> {args.out}; abstained on {report['abstained']} "
           f"(confidence < {args.abstain})")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from probdl.cli.output import emit_json
 from probdl.distributed import is_writer
 from probdl.errors import DataError, InferenceError
 from probdl.files import atomic_write
 from probdl.graph import BayesNet
+from probdl.graph.io import network_format
 
 
 def load_network(spec: str) -> BayesNet:
@@ -59,7 +60,7 @@ def query(args: argparse.Namespace) -> int:
     evidence = parse_evidence(args.evidence)
     posteriors = bn.query(targets, evidence=evidence)
     if args.json:
-        print(json.dumps({v: s.to_dict() for v, s in posteriors.items()}, indent=2))
+        emit_json({v: s.to_dict() for v, s in posteriors.items()})
     else:
         given = ", ".join(f"{k}={v}" for k, v in evidence.items()) or "no evidence"
         for var, series in posteriors.items():
@@ -73,7 +74,7 @@ def query(args: argparse.Namespace) -> int:
         row = pd.DataFrame([{v: evidence.get(v, np.nan) for v in bn.variables}])
         marginals = {v: m[0] for v, m in bn.marginals(row).items()}
         path = network_posteriors(bn, marginals, args.plot, observed=set(evidence))
-        print(f"network plot -> {path}")
+        print(f"network plot -> {path}")  # on stderr with --json
     return 0
 
 
@@ -82,7 +83,7 @@ def _parse_latent(items: list[str]) -> dict[str, int] | None:
     for item in items:
         name, _, k = item.partition(":")
         if not name or not k.isdigit() or int(k) < 2:
-            raise DataError(f"--latent {item!r}: write NAME:K with K >= 2 states, e.g. H:2")
+            raise DataError(f"--latent {item!r}: write NAME:K with K >= 2 states, e.g. either:2")
         latent[name] = int(k)
     return latent or None
 
@@ -92,27 +93,55 @@ def fit(args: argparse.Namespace) -> int:
         from probdl.cli.launch import relaunch_under_torchrun
 
         return relaunch_under_torchrun(args.nproc, args.argv)
+    network_format(args.out)  # an unknown suffix fails now, not after EM
     bn = load_network(args.net)
     rows = read_rows(args.data)
     fitted = bn.fit(rows, latent=_parse_latent(args.latent), prior=args.prior,
                     max_iter=args.max_iter)
-    history = list(getattr(fitted, "history_", []))
     if is_writer():
         fitted.write(args.out)
+    history = list(getattr(fitted, "history_", []))
     summary = {
         "rows": len(rows),
         "missing_cells": int(rows.isna().sum().sum()),
         "iterations": int(getattr(fitted, "n_iter_", max(len(history) - 1, 0))),
-        "log_likelihood": history[-1] if history else None,
+        # log P(data | fitted CPTs), the fitted network's log_likelihood_; EM maximizes it
+        # plus the prior's term, sum prior * log theta, which history_ holds
+        "log_likelihood": float(fitted.log_likelihood_),
+        "em_objective": history[-1] if history else None,
         "out": str(args.out),
     }
+    if not is_writer():
+        return 0
     if args.json:
-        print(json.dumps(summary, indent=2))
-    elif is_writer():
+        emit_json(summary)
+    else:
+        notes = {"log_likelihood": "  (of the rows under the fitted network)",
+                 "em_objective": "  (log-likelihood + prior term, what EM maximizes)"}
         for key, value in summary.items():
-            print(f"{key:>15}: {value}")
+            print(f"{key:>15}: {value}{notes.get(key, '')}")
     return 0
 
+
+def _posterior_table(bn: BayesNet, rows: pd.DataFrame, probabilities: dict[str, np.ndarray]
+                     ) -> pd.DataFrame:
+    """One line per imputed cell and state: row (0-based, as in the data), variable, state,
+    probability; the states of a cell in the network's order, summing to 1."""
+    parts = []
+    for column, probs in probabilities.items():
+        if column not in rows:
+            continue
+        where = np.flatnonzero(rows[column].isna().to_numpy())
+        states = bn.states[column]
+        parts.append(pd.DataFrame({
+            "row": np.repeat(where, len(states)),
+            "variable": column,
+            "state": np.tile(states, len(where)),
+            "probability": probs[where].reshape(-1),
+        }))
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["row", "variable", "state", "probability"])
+    return table.sort_values(["row", "variable"], kind="stable", ignore_index=True)
 
 
 def impute(args: argparse.Namespace) -> int:
@@ -120,6 +149,8 @@ def impute(args: argparse.Namespace) -> int:
     rows = read_rows(args.data)
     filled, probabilities = bn.impute(rows)
     _write_csv(filled, args.out)
+    if args.posteriors:
+        _write_csv(_posterior_table(bn, rows, probabilities), args.posteriors)
     missing = int(rows.isna().sum().sum())
     # posteriors of observed cells are one-hot: average over the cells that were missing
     confidence = [
@@ -127,11 +158,13 @@ def impute(args: argparse.Namespace) -> int:
         for column in probabilities
         if column in rows and rows[column].isna().any()
     ]
-    mean_conf = float(np.concatenate(confidence).mean()) if confidence else float("nan")
+    mean_conf = float(np.concatenate(confidence).mean()) if confidence else None
     summary = {"rows": len(rows), "cells_imputed": missing,
                "mean_posterior_of_imputed_state": mean_conf, "out": str(args.out)}
+    if args.posteriors:
+        summary["posteriors"] = str(args.posteriors)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        emit_json(summary)
     else:
         for key, value in summary.items():
             print(f"{key:>32}: {value}")

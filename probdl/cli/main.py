@@ -11,15 +11,24 @@ printed without a traceback; ``--debug`` shows it).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from probdl import __version__
+from probdl.cli.output import OutputPaths, json_mode
 from probdl.errors import ProbdlError
 
 DATA_HELP = "digits | shapes | idx:IMAGES,LABELS | cifar:DIR | folder:DIR"
+DEBUG_HELP = "show tracebacks of errors (accepted anywhere on the line)"
+
+# --debug on every subcommand too; SUPPRESS keeps a subcommand that did not see it from
+# resetting the value the top level parsed (`probdl --debug bn query ...`)
+_COMMON = argparse.ArgumentParser(add_help=False)
+_COMMON.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str, example: str):
@@ -29,7 +38,42 @@ def _command(sub: argparse._SubParsersAction, name: str, summary: str, example: 
         description=summary,
         epilog="example:\n" + textwrap.indent(example, "  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_COMMON],
     )
+
+
+# Value checks at parse time: a bad value is a usage error (exit 2) before any work starts
+# and before any output folder exists.
+def _whole(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+def _number(low: float, high: float = math.inf, low_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and (value > low if low_open else value >= low)
+                and value <= high):
+            bound = f"more than {low}" if low_open else f"at least {low}"
+            within = "" if high == math.inf else f" and at most {high}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}{within}, "
+                                             f"got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `probdl COMMAND --help` for each command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"probdl {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _command(sub, "demo", "run the main job end to end on bundled data", "probdl demo")
@@ -57,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default="bayesian", choices=["bayesian", "deterministic", "mc-dropout"]
     )
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate (default 3e-3)")
+    p.add_argument("--epochs", type=_whole(1), default=30)
+    p.add_argument("--batch-size", type=_whole(1), default=64)
+    p.add_argument("--lr", type=_number(0, low_open=True), default=3e-3,
+                   help="Adam's learning rate (default 3e-3)")
     p.add_argument(
         "--augment", default="light", choices=["light", "none"],
         help="light: rotations up to 5 degrees and zooms of 0.92-1.08 (default); none: off",
@@ -67,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
-    p.add_argument("--nproc", type=int, default=1, help="processes under torchrun")
+    p.add_argument("--nproc", type=_whole(1), default=1, help="processes under torchrun")
     p.add_argument("--json", action="store_true", help="print results as JSON")
 
     p = _command(
@@ -79,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a model saved by `probdl train`")
     p.add_argument("--data", default="digits", help=DATA_HELP)
     p.add_argument("--ood", choices=["noise", "rotate"], help="an out-of-distribution set")
-    p.add_argument("--num-samples", type=int, default=32)
-    p.add_argument("--out", help="folder for plots (default: beside the model)")
+    p.add_argument("--num-samples", type=_whole(1), default=32)
+    p.add_argument("--out", help="folder for the evaluate_*.png plots (default: beside the "
+                   "model)")
     p.add_argument("--json", action="store_true")
 
     p = _command(
@@ -92,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--images", required=True, help="an image file, a folder, or .npy (N,C,H,W)")
     p.add_argument("--out", required=True, help="CSV of labels, probabilities and uncertainty")
-    p.add_argument("--num-samples", type=int, default=32)
-    p.add_argument("--abstain", type=float, default=0.5, help="abstain below this confidence")
+    p.add_argument("--num-samples", type=_whole(1), default=32)
+    p.add_argument("--abstain", type=_number(0, 1), default=0.5,
+                   help="abstain below this confidence")
     p.add_argument("--json", action="store_true")
 
     bn = _command(
@@ -115,27 +162,41 @@ def build_parser() -> argparse.ArgumentParser:
         bn_sub,
         "fit",
         "learn CPTs from a CSV with missing cells (EM), latent variables allowed",
-        "probdl bn fit asia data.csv --latent H:2 --out fitted.bif",
+        "probdl bn fit asia data.csv --latent either:2 --out fitted.bif",
     )
     f.add_argument("net")
     f.add_argument("data", help="CSV, one column per observed variable; empty cell = missing")
     f.add_argument("--latent", action="append", default=[], help="NAME:K, repeatable")
     f.add_argument("--out", required=True, help="where to write the fitted network (.bif ...)")
-    f.add_argument("--max-iter", type=int, default=100)
-    f.add_argument("--prior", type=float, default=1.0)
-    f.add_argument("--nproc", type=int, default=1, help="processes under torchrun")
+    f.add_argument("--max-iter", type=_whole(1), default=100)
+    f.add_argument("--prior", type=_number(0), default=1.0)
+    f.add_argument("--nproc", type=_whole(1), default=1, help="processes under torchrun")
     f.add_argument("--json", action="store_true")
     m = _command(
         bn_sub,
         "impute",
         "fill missing cells with their most probable states, with posteriors",
-        "probdl bn impute asia data.csv --out completed.csv",
+        "probdl bn impute asia data.csv --out completed.csv --posteriors posteriors.csv",
     )
     m.add_argument("net")
     m.add_argument("data")
-    m.add_argument("--out", required=True)
+    m.add_argument("--out", required=True, help="the completed CSV (most probable states)")
+    m.add_argument("--posteriors", help="a CSV of row,variable,state,probability: every state's "
+                   "posterior for every imputed cell")
     m.add_argument("--json", action="store_true")
     return parser
+
+
+def _outputs(args: argparse.Namespace) -> OutputPaths:
+    """The files and folders a command writes, prepared before it starts (docs/cli.md)."""
+    command = f"bn {args.bn_command}" if args.command == "bn" else args.command
+    files = {"predict": ["out"], "bn fit": ["out"], "bn impute": ["out", "posteriors"],
+             "bn query": ["plot"]}.get(command, [])
+    folders = {"train": ["out"], "demo": ["out"], "evaluate": ["out"]}.get(command, [])
+    paths = [getattr(args, name, None) for name in folders]
+    if command == "evaluate" and args.out is None:  # the plots go beside the model
+        paths = [Path(args.model).parent]
+    return OutputPaths(files=[getattr(args, name, None) for name in files], folders=paths)
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -164,7 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # what --nproc re-runs under torchrun
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        return _dispatch(args, parser)
+        with json_mode(getattr(args, "json", False)), _outputs(args) as outputs:
+            code = _dispatch(args, parser)
+            if code != 0:  # e.g. torchrun's ranks failed: leave no empty folder behind
+                outputs.undo()
+            return code
     except ProbdlError as err:
         if args.debug:
             raise

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ModelError
 from ..files import atomic_write
 
-__all__ = ["EXAMPLES", "example", "from_pgmpy", "read", "to_pgmpy", "write"]
+__all__ = ["EXAMPLES", "example", "from_pgmpy", "network_format", "read", "to_pgmpy", "write"]
 
 EXAMPLES = ("asia", "cancer", "earthquake", "sachs", "survey", "alarm", "barley", "child",
             "insurance", "mildew", "water", "hailfinder", "hepar2", "win95pts", "andes",
@@ -120,7 +120,9 @@ def to_pgmpy(bn):
     return model
 
 
-def _kind(path: Path) -> str:
+def network_format(path: str | Path) -> str:
+    """"bif", "xmlbif" or "uai" by the file's suffix; ModelError for any other suffix."""
+    path = Path(path)
     suffix = path.suffix.lower()
     kinds = {".bif": "bif", ".xmlbif": "xmlbif", ".xml": "xmlbif", ".uai": "uai"}
     if suffix not in kinds:
@@ -157,7 +159,7 @@ def _line_of_token(path: Path, err: BaseException) -> str:
 
 def read(cls, path):
     path = Path(path)
-    kind = _kind(path)
+    kind = network_format(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such network file")
     if kind == "uai":
@@ -192,7 +194,7 @@ def read(cls, path):
 
 def write(bn, path) -> None:
     path = Path(path)
-    kind = _kind(path)
+    kind = network_format(path)
     from pgmpy import readwrite
 
     if kind == "xmlbif":

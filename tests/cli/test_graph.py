@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from probdl.cli import main
 
@@ -50,3 +53,135 @@ def test_bn_fit_and_impute_round_trip(tmp_path, capsys):
     assert not filled.isna().any().any() and filled.shape == rows.shape
     observed = rows.notna()
     assert (filled[observed] == rows[observed].astype(str))[observed].all().all()
+
+
+@pytest.fixture
+def asia_rows(tmp_path):
+    """400 rows of asia, 10% of cells missing, as a CSV; and the frame."""
+    from probdl import BayesNet
+
+    rows = BayesNet.example("asia").sample(400, seed=0).astype(object)
+    rows = rows.mask(np.random.default_rng(0).random(rows.shape) < 0.1)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    return tmp_path / "rows.csv", rows
+
+
+def test_json_is_one_document_on_stdout_and_the_rest_on_stderr(tmp_path):
+    """The issue's own command line, as a process: nothing after the JSON on stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "probdl.cli", "bn", "query", "asia", "--target", "lung",
+         "--evidence", "smoke=yes", "--plot", "a.png", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"lung": {"yes": pytest.approx(0.1),
+                                                "no": pytest.approx(0.9)}}
+    assert "network plot -> a.png" in done.stderr
+    assert (tmp_path / "a.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["fit", "impute"])
+def test_fit_and_impute_json_is_the_whole_stdout(command, asia_rows, tmp_path, capsys):
+    data, _ = asia_rows
+    out = tmp_path / "sub" / ("fitted.bif" if command == "fit" else "completed.csv")
+    extra = ["--max-iter", "5"] if command == "fit" else ["--posteriors", str(tmp_path / "p.csv")]
+    assert main(["bn", command, "asia", str(data), "--out", str(out), *extra, "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # fails on a second document or any stray line
+    assert summary["out"] == str(out) and summary["rows"] == 400
+    assert "created folder" in captured.err
+
+
+def test_fit_prints_the_log_likelihood_and_the_em_objective_by_their_names(asia_rows, tmp_path,
+                                                                           capsys):
+    from probdl import BayesNet
+
+    data, rows = asia_rows
+    out = tmp_path / "fitted.bif"
+    assert main(["bn", "fit", "asia", str(data), "--out", str(out), "--max-iter", "20",
+                 "--prior", "1.0", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    fitted = BayesNet.read(out)  # recomputed from the file, not from what fit remembers
+    loglik = fitted.log_likelihood(rows).sum()
+    log_prior = sum(np.log(fitted.cpd(v)).sum() for v in fitted.variables)  # prior 1.0
+    assert summary["log_likelihood"] == pytest.approx(loglik, rel=1e-9)
+    assert summary["em_objective"] == pytest.approx(loglik + log_prior, rel=1e-9)
+    assert summary["em_objective"] < summary["log_likelihood"]
+    assert main(["bn", "fit", "asia", str(data), "--out", str(out), "--max-iter", "20"]) == 0
+    text = capsys.readouterr().out
+    assert f"log_likelihood: {summary['log_likelihood']}  (of the rows" in text
+    assert f"em_objective: {summary['em_objective']}  (log-likelihood + prior term" in text
+
+
+@pytest.mark.parametrize("out, message", [
+    ("rows.csv/x.bif", "is a file, not a folder"),
+    ("fitted.txt", "unknown network format '.txt'"),
+])
+def test_fit_refuses_an_unusable_out_before_running_em(out, message, asia_rows, tmp_path,
+                                                       capsys, monkeypatch):
+    from probdl import BayesNet
+
+    def no_em(*args, **kwargs):
+        raise AssertionError("EM ran before the output path was checked")
+
+    monkeypatch.setattr(BayesNet, "fit", no_em)
+    data, _ = asia_rows
+    assert main(["bn", "fit", "asia", str(data), "--out", str(tmp_path / out)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_fit_creates_missing_folders_of_out(asia_rows, tmp_path):
+    data, _ = asia_rows
+    out = tmp_path / "missing" / "dir" / "x.bif"
+    assert main(["bn", "fit", "asia", str(data), "--out", str(out), "--max-iter", "3"]) == 0
+    assert out.is_file()
+
+
+def test_impute_posteriors_hold_every_state_of_every_imputed_cell(asia_rows, tmp_path):
+    from pgmpy.inference import VariableElimination
+
+    from probdl import BayesNet
+
+    data, rows = asia_rows
+    completed, posteriors = tmp_path / "completed.csv", tmp_path / "posteriors.csv"
+    assert main(["bn", "impute", "asia", str(data), "--out", str(completed),
+                 "--posteriors", str(posteriors)]) == 0
+    table = pd.read_csv(posteriors, dtype={"state": str})
+    assert list(table.columns) == ["row", "variable", "state", "probability"]
+    bn = BayesNet.example("asia")
+    holes = {(r, v) for v in rows for r in np.flatnonzero(rows[v].isna().to_numpy())}
+    cells = table.groupby(["row", "variable"])
+    assert set(cells.groups) == holes
+    np.testing.assert_allclose(cells["probability"].sum(), 1, atol=1e-9)
+    for (_, v), cell in cells:
+        assert list(cell["state"]) == bn.states[v]
+    # the imputed state is the most probable one, and the posteriors are pgmpy's
+    filled = pd.read_csv(completed, dtype=str)
+    best = table.loc[cells["probability"].idxmax()]
+    assert all(filled.at[r, v] == s for r, v, s in zip(best.row, best.variable, best.state,
+                                                         strict=True))
+    engine = VariableElimination(bn.to_pgmpy())
+    for r, v in sorted(holes)[:5]:
+        evidence = {k: val for k, val in rows.iloc[r].items() if pd.notna(val)}
+        ref = engine.query([v], evidence=evidence, show_progress=False)
+        mine = cells.get_group((r, v)).set_index("state")["probability"]
+        np.testing.assert_allclose([mine[s] for s in ref.state_names[v]], ref.values,
+                                   atol=1e-10)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_written_files_honour_the_umask(mask, asia_rows, tmp_path):
+    import os
+
+    data, _ = asia_rows
+    before = os.umask(mask)
+    try:
+        assert main(["bn", "query", "asia", "--target", "lung", "--plot",
+                     str(tmp_path / "net.png")]) == 0
+        assert main(["bn", "impute", "asia", str(data), "--out", str(tmp_path / "c.csv")]) == 0
+        assert main(["bn", "fit", "asia", str(data), "--out", str(tmp_path / "f.bif"),
+                     "--max-iter", "2"]) == 0
+    finally:
+        os.umask(before)
+    for name in ("net.png", "c.csv", "f.bif"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
