@@ -383,12 +383,14 @@ def to_pgmpy_model(spec: NetSpec, cpts: Mapping[str, np.ndarray]) -> Any:
 
 
 def _build(template, spec, cpts, history, loglik, n_iter, converged):
-    if hasattr(template, "to_pgmpy"):  # a BayesNet: same class, new CPTs
-        fitted = type(template)(
+    if hasattr(template, "to_pgmpy"):  # a BayesNet: same class, new CPTs, its name and labels
+        from probdl.graph.io import inherit
+
+        fitted = inherit(template, type(template)(
             {v: list(spec.states[v]) for v in spec.variables},
             {v: list(spec.parents[v]) for v in spec.variables},
             cpts,
-        )
+        ))
     else:
         fitted = to_pgmpy_model(spec, cpts)
     fitted.history_ = np.asarray(history, dtype=np.float64)

@@ -38,6 +38,8 @@ class BayesNet:
     states : dict variable -> list of state labels (converted to str)
     parents : dict variable -> list of parent variables (missing key: no parents)
     cpts : dict variable -> array of shape (k_var, k_parent1, ...), columns summing to 1
+    name : str, optional
+        The network's name (``BayesNet.example`` and files set it; BIF/XMLBIF files keep it).
 
     Attributes
     ----------
@@ -49,7 +51,10 @@ class BayesNet:
     """
 
     def __init__(self, states: Mapping[str, Sequence[Any]],
-                 parents: Mapping[str, Sequence[str]], cpts: Mapping[str, Any]) -> None:
+                 parents: Mapping[str, Sequence[str]], cpts: Mapping[str, Any],
+                 name: str | None = None) -> None:
+        self.name = name  # written into BIF/XMLBIF files; None: the file's stem
+        self._pgmpy_states: dict[str, list] = {}  # from_pgmpy's labels when not all str
         self.memory_budget: float = DEFAULT_MEMORY_BUDGET
         self.device = torch.device("cpu")
         self._tensor_cache: dict = {}  # torch copies of the CPTs per (device, dtype)
@@ -180,9 +185,25 @@ class BayesNet:
         """Parents of ``var`` in CPT axis order."""
         return list(self._parents[self._check_var(var)])
 
-    def cpd(self, var: str) -> np.ndarray:
-        """The CPT of ``var``, shape (k_var, k_parent1, ...), read-only."""
-        return self._cpts[self._check_var(var)]
+    def cpd(self, var: str, frame: bool = False) -> np.ndarray | pd.DataFrame:
+        """The CPT of ``var``, shape (k_var, k_parent1, ...), read-only.
+
+        ``frame=True``: the same numbers as a labelled ``pandas.DataFrame``, one row per state
+        of ``var`` (index named ``var``), one column per configuration of the parents (their
+        states, a MultiIndex over several parents, named after them); a variable without
+        parents has the single column ``P(var)``. Each column sums to 1.
+        """
+        table = self._cpts[self._check_var(var)]
+        if not frame:
+            return table
+        parents = self._parents[var]
+        if parents:
+            columns = pd.MultiIndex.from_product([self._states[p] for p in parents],
+                                                 names=parents)
+        else:
+            columns = pd.Index([f"P({var})"])
+        return pd.DataFrame(table.reshape(len(self._states[var]), -1),
+                            index=pd.Index(self._states[var], name=var), columns=columns)
 
     def _series_index(self, var: str) -> pd.Index:
         """The states of ``var`` as a pandas Index (built once: queries return many Series)."""

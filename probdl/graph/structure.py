@@ -80,8 +80,10 @@ def learn_structure(
         )
     data = rows.astype(str)
     data.columns = [str(c) for c in rows.columns]
-    from pgmpy.causal_discovery import ExpertKnowledge
-    from pgmpy.estimators import BDeu, HillClimbSearch
+    with warnings.catch_warnings():  # pgmpy 1.1 announces its 1.3 renames on import
+        warnings.simplefilter("ignore", category=FutureWarning)
+        from pgmpy.causal_discovery import ExpertKnowledge
+        from pgmpy.estimators import BDeu, HillClimbSearch
 
     variables = list(data.columns)
     for edge in [*forbidden_edges, *required_edges]:

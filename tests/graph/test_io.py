@@ -124,3 +124,124 @@ def test_from_structure_gives_uniform_cpts():
     assert set(bn.graph.edges()) == {("A", "B"), ("C", "B")}
     with pytest.raises(ModelError, match="'D' has no states"):
         BayesNet.from_structure([("D", "B")], {"B": ["x", "y"]})
+
+
+def _typed_pgmpy_model():
+    """A pgmpy model whose states are not strings: ints for C, bools for A."""
+    from pgmpy.factors.discrete import TabularCPD
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    model = DiscreteBayesianNetwork([("A", "C")])
+    model.name = "typed"
+    model.add_cpds(
+        TabularCPD("A", 2, [[0.3], [0.7]], state_names={"A": [True, False]}),
+        TabularCPD("C", 3, [[0.2, 0.5], [0.3, 0.25], [0.5, 0.25]], evidence=["A"],
+                   evidence_card=[2], state_names={"C": [0, 1, 2], "A": [True, False]}))
+    return model
+
+
+def test_pgmpy_gets_back_the_state_names_it_had_types_included():
+    from pgmpy.inference import VariableElimination
+
+    model = _typed_pgmpy_model()
+    bn = BayesNet.from_pgmpy(model)
+    assert bn.states == {"A": ["True", "False"], "C": ["0", "1", "2"]}  # probdl's: str
+    back = bn.to_pgmpy()
+    for var in ("A", "C"):
+        assert back.get_cpds(var).state_names == model.get_cpds(var).state_names
+    assert back.name == "typed"
+    ref = VariableElimination(model).query(["A"], evidence={"C": 2}, show_progress=False)
+    mine = VariableElimination(back).query(["A"], evidence={"C": 2}, show_progress=False)
+    np.testing.assert_allclose(mine.values, ref.values, atol=1e-12)
+    # a network fitted from it keeps them too
+    fitted = bn.fit(bn.sample(200, seed=0), max_iter=3)
+    assert fitted.to_pgmpy().get_cpds("C").state_names["C"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("suffix", [".bif", ".xmlbif"])
+def test_written_files_keep_the_network_name(tmp_path, suffix):
+    from pgmpy import readwrite
+
+    path = tmp_path / f"net{suffix}"
+    BayesNet.example("asia").write(path)
+    reader = readwrite.BIFReader if suffix == ".bif" else readwrite.XMLBIFReader
+    assert reader(str(path)).get_model().name == "asia"  # pgmpy's own reading of the file
+    assert BayesNet.read(path).name == "asia"
+    fitted = BayesNet.read(path).fit(BayesNet.example("asia").sample(100, seed=0), max_iter=2)
+    fitted.write(tmp_path / f"fitted{suffix}")
+    assert BayesNet.read(tmp_path / f"fitted{suffix}").name == "asia"
+    BayesNet.from_structure([("a", "b")], {"a": ["x", "y"], "b": ["u", "v"]}).write(
+        tmp_path / f"new{suffix}")  # no name of its own: the file's, never "unknown"
+    assert BayesNet.read(tmp_path / f"new{suffix}").name == "new"
+
+
+def test_pgmpy_deprecation_notices_never_reach_users(tmp_path):
+    """In a fresh process, as a user runs it (pytest's own filters hide these notices)."""
+    import subprocess
+    import sys
+
+    script = """
+from probdl.graph import BayesNet, learn_structure
+from probdl.hybrid import digit_sum_network
+bn = BayesNet.example("asia")
+for suffix in (".bif", ".xmlbif", ".uai"):
+    bn.write("net" + suffix)
+    BayesNet.read("net" + suffix)
+BayesNet.from_pgmpy(bn.to_pgmpy())
+rows = bn.sample(300, seed=0)
+learn_structure(rows).fit(rows, method="bayes")
+bn.fit(rows.drop(columns="either"), latent={"either": 2}, max_iter=2)
+digit_sum_network()
+"""
+    done = subprocess.run([sys.executable, "-W", "always", "-c", script], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pgmpy" not in done.stderr and "Warning" not in done.stderr, done.stderr[-2000:]
+
+
+RAIN = """network rain {{
+}}
+variable Grass {{
+  type discrete [ 2 ] {{ dry, {label} }};
+}}
+variable Worm {{
+  type discrete [ 2 ] {{ yes, no }};
+}}
+probability ( Grass ) {{
+  table 0.7, 0.3;
+}}
+probability ( Worm | Grass ) {{
+  (dry) 0.1, 0.9;
+  ({label}) 0.8, 0.2;
+}}
+"""
+
+
+def test_a_bif_label_pgmpy_cannot_read_is_named_with_its_line(tmp_path):
+    path = tmp_path / "rain.bif"
+    path.write_text(RAIN.format(label="wet (soaked)"))
+    with pytest.raises(ModelError) as err:
+        BayesNet.read(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}, line 14: ") and "'wet (soaked)' of 'Grass'" in message
+    assert "sums to" not in message and "'wet_soaked'" in message
+    path.write_text(RAIN.format(label="wet_soaked"))  # the suggested fix reads
+    assert BayesNet.read(path).states["Grass"] == ["dry", "wet_soaked"]
+
+
+def test_bif_refuses_to_write_labels_it_cannot_read_back(tmp_path):
+    bn = BayesNet({"G": ["dry", "wet (soaked)"], "W": ["yes", "no"]}, {"W": ["G"]},
+                  {"G": [0.7, 0.3], "W": [[0.1, 0.8], [0.9, 0.2]]})
+    with pytest.raises(ModelError, match=r"'wet \(soaked\)' of 'G'.*rename the state, e\.g\. "
+                                         r"'wet_soaked'"):
+        bn.write(tmp_path / "rain.bif")
+    # pgmpy's XMLBIF writer would silently write 'wet _soaked_': refused as well
+    with pytest.raises(ModelError, match=r"would change the state label 'wet \(soaked\)' of "
+                                         r"'G'.*e\.g\. 'wet_soaked'"):
+        bn.write(tmp_path / "rain.xmlbif")
+    assert not list(tmp_path.iterdir())
+    plain = BayesNet({"G": ["dry", "wet_soaked"], "W": ["yes", "no"]}, {"W": ["G"]},
+                     {"G": [0.7, 0.3], "W": [[0.1, 0.8], [0.9, 0.2]]})
+    for suffix in (".bif", ".xmlbif"):
+        plain.write(tmp_path / f"rain{suffix}")
+        _same(BayesNet.read(tmp_path / f"rain{suffix}"), plain)

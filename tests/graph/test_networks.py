@@ -110,3 +110,25 @@ def test_query_joint_and_marginal_map_match_pgmpy(name):
     assert chosen == pytest.approx(top, abs=1e-12)
     assert joint[tuple(str(ref_map[t]) for t in targets)] == pytest.approx(top, abs=1e-8)
     assert best.iloc[0]["log_prob"] == pytest.approx(np.log(top), abs=1e-10)
+
+
+def test_cpd_as_a_labelled_frame_matches_pgmpy():
+    from pgmpy.utils import get_example_model
+
+    bn = BayesNet.example("asia")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = get_example_model("asia")
+    either = bn.cpd("either", frame=True)
+    assert either.index.name == "either" and list(either.index) == ["yes", "no"]
+    assert either.columns.names == ["lung", "tub"]
+    cpd = ref.get_cpds("either")
+    for lung in ("yes", "no"):
+        for tub in ("yes", "no"):
+            for state in ("yes", "no"):
+                expected = cpd.get_value(either=state, lung=lung, tub=tub)
+                assert either.loc[state, (lung, tub)] == pytest.approx(expected)
+    smoke = bn.cpd("smoke", frame=True)
+    assert list(smoke.columns) == ["P(smoke)"] and smoke.loc["yes", "P(smoke)"] == 0.5
+    np.testing.assert_array_equal(bn.cpd("either", frame=True).to_numpy().reshape(2, 2, 2),
+                                  bn.cpd("either"))
