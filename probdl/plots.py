@@ -37,6 +37,14 @@ __all__ = [
 ]
 
 
+# the network drawing's text: font size (points) and the width of one character at it (inches,
+# generous for capitals); labels and names longer than _LONGEST characters end in "…"
+_FONT = 6.0
+_CHAR_W = 0.062
+_TITLE_CHAR_W = 0.068
+_LONGEST = 40
+
+
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     """Render ``fig`` to PNG and write it atomically to ``path``; closes the figure."""
     buffer = io.BytesIO()
@@ -72,6 +80,10 @@ def image_grid(
     return save_figure(fig, path)
 
 
+def _clip(text: str, most: int = _LONGEST) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def network_posteriors(
     bn,  # probdl.graph.BayesNet; untyped to keep plots free of a graph import at load time
     posteriors: dict[str, np.ndarray],
@@ -81,41 +93,55 @@ def network_posteriors(
     """Draw the network's graph, each node with a bar chart of its posterior.
 
     Nodes are laid out in layers by topological generation (parents above children); observed
-    variables are drawn in orange, the rest in blue.
+    variables are drawn in orange, the rest in blue. Each panel writes its state labels and
+    probabilities inside itself, and panels are as wide as the longest label and name need
+    (up to 40 characters), so no text runs into a neighbour.
     """
     import networkx as nx
 
     graph = bn.graph
     observed = observed or set()
-    layers = list(nx.topological_generations(graph))
-    pos: dict[str, tuple[float, float]] = {}
-    for depth, layer in enumerate(layers):
-        for i, node in enumerate(sorted(layer)):
-            pos[node] = ((i + 0.5) / len(layer), 1.0 - (depth + 0.5) / len(layers))
-    width = max(6.0, 1.6 * max(len(layer) for layer in layers))
-    fig = plt.figure(figsize=(width, 1.6 * len(layers) + 0.5))
+    states = {v: [_clip(str(s)) for s in bn.states[v]] for v in graph.nodes}
+    layers = [sorted(layer) for layer in nx.topological_generations(graph)]
+    # sizes in inches, from the text they must hold
+    label_w = _CHAR_W * (max(len(s) for ss in states.values() for s in ss) + 1)
+    number_w = _CHAR_W * 5  # "0.83" and a margin
+    name_w = _TITLE_CHAR_W * max(len(_clip(v)) for v in graph.nodes)
+    panel_w = max(label_w + number_w + 0.6, name_w, 1.2)
+    panel_h = 0.08 + 0.16 * max(len(ss) for ss in states.values())
+    layer_h = panel_h + 0.55  # the title above and room for the arrows
+    width = max(6.0, max(len(layer) for layer in layers) * (panel_w + 0.3))
+    height = len(layers) * layer_h + 0.2
+    fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
-    box_w, box_h = 0.8 / width * 1.4, 0.55 / len(layers)
+    box_w, box_h = panel_w / width, panel_h / height
+    pos = {node: ((i + 0.5) / len(layer), 1.0 - (depth + 0.5) / len(layers))
+           for depth, layer in enumerate(layers) for i, node in enumerate(layer)}
+    title_h = 0.2 / height
     for parent, child in graph.edges:
         (x0, y0), (x1, y1) = pos[parent], pos[child]
-        # from the bottom of the parent's box to just above the child's title
-        ax.annotate("", xy=(x1, y1 + box_h * 0.62), xytext=(x0, y0 - box_h / 2),
-                    arrowprops={"arrowstyle": "-|>", "color": "0.55", "lw": 0.8})
+        # from the bottom of the parent's panel to just above the child's title
+        ax.annotate("", xy=(x1, y1 + box_h / 2 + title_h), xytext=(x0, y0 - box_h / 2),
+                    arrowprops={"arrowstyle": "-|>", "color": "0.6", "lw": 0.7})
+    split = label_w / panel_w  # where the bars start, in the panel's own coordinates
+    bar_w = 1.0 - split - number_w / panel_w
     for node, (x, y) in pos.items():
         inset = fig.add_axes((x - box_w / 2, y - box_h / 2, box_w, box_h))
         probs = np.asarray(posteriors[node], dtype=float)
-        labels = [str(s) for s in bn.states[node]]
         colour = "tab:orange" if node in observed else "tab:blue"
-        inset.barh(range(len(probs)), probs, color=colour)
+        rows = np.arange(len(probs))
+        inset.barh(rows, probs * bar_w, left=split, height=0.7, color=colour, alpha=0.85)
+        for row, label, p in zip(rows, states[node], probs, strict=True):
+            inset.text(split - 0.02, row, label, ha="right", va="center", fontsize=_FONT)
+            inset.text(0.99, row, f"{p:.2f}", ha="right", va="center", fontsize=_FONT)
         inset.set_xlim(0, 1)
-        inset.set_yticks(range(len(probs)), [lab[:10] for lab in labels], fontsize=5)
+        inset.set_ylim(len(probs) - 0.5, -0.5)
         inset.set_xticks([])
-        inset.invert_yaxis()
-        inset.set_title(node[:18], fontsize=6, pad=1)
-        inset.tick_params(length=0)
+        inset.set_yticks([])
+        inset.set_title(_clip(node), fontsize=_FONT + 0.5, pad=2)
     return save_figure(fig, path)
 
 
@@ -265,12 +291,22 @@ def training_curves(
     history: Sequence[Mapping[str, float]], path: str | Path, title: str | None = None
 ) -> Path:
     """Training loss (negative ELBO or MAP loss per example) and validation NLL/accuracy."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h["epoch"] for h in history]
+    losses = np.array([h["loss"] for h in history], dtype=np.float64)
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax_loss.plot(epochs, [h["loss"] for h in history], marker=".", color="tab:blue")
+    ax_loss.plot(epochs, losses, marker=".", color="tab:blue")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss per example")
-    ax_loss.set_yscale("log")
+    # a log axis only where the loss spans a decade or more: over a small range it shows
+    # no ticks, or ticks that say nothing
+    if len(losses) and (losses > 0).all() and losses.max() >= 10 * losses.min():
+        ax_loss.set_yscale("log")
+    for ax in (ax_loss, ax_val):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs
+        if epochs:  # half an epoch either side: a short run still spans a whole number
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     if history and "val_nll" in history[0]:
         ax_val.plot(epochs, [h["val_nll"] for h in history], marker=".", color="tab:red",
                     label="val NLL")  # fmt: skip
