@@ -78,13 +78,32 @@ def query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_latent(items: list[str]) -> dict[str, int] | None:
+def _parse_latent(items: list[str], bn: BayesNet, rows: pd.DataFrame, data: str
+                  ) -> dict[str, int] | None:
+    """--latent NAME:K items, checked against the network and the data in the CLI's words
+    (the library's messages speak Python: latent={...})."""
     latent: dict[str, int] = {}
     for item in items:
         name, _, k = item.partition(":")
         if not name or not k.isdigit() or int(k) < 2:
             raise DataError(f"--latent {item!r}: write NAME:K with K >= 2 states, e.g. either:2")
         latent[name] = int(k)
+        states = bn.states.get(name)
+        if states is not None and int(k) != len(states):
+            raise DataError(
+                f"--latent {item}: the network gives {name!r} {len(states)} states {states}; "
+                f"--latent declares a variable absent from the data and never changes its "
+                f"states: write --latent {name}:{len(states)}")
+        if name in rows and rows[name].notna().any():
+            raise DataError(f"--latent {item}: {data} has values of {name!r}; --latent is for "
+                            f"variables absent from the data: drop it (EM fills in the empty "
+                            f"cells of a column)")
+    absent = [v for v in bn.variables if v not in rows and v not in latent]
+    if absent:
+        declare = " ".join(f"--latent {v}:{len(bn.states[v])}" for v in absent)
+        raise DataError(f"{data} has no column for {absent}; declare them hidden with {declare}, "
+                        f"or add their columns (empty cells are missing values; a column "
+                        f"entirely empty is hidden)")
     return latent or None
 
 
@@ -96,8 +115,8 @@ def fit(args: argparse.Namespace) -> int:
     network_format(args.out)  # an unknown suffix fails now, not after EM
     bn = load_network(args.net)
     rows = read_rows(args.data)
-    fitted = bn.fit(rows, latent=_parse_latent(args.latent), prior=args.prior,
-                    max_iter=args.max_iter)
+    fitted = bn.fit(rows, latent=_parse_latent(args.latent, bn, rows, args.data),
+                    prior=args.prior, max_iter=args.max_iter)
     if is_writer():
         fitted.write(args.out)
     history = list(getattr(fitted, "history_", []))

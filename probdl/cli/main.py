@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("net")
     f.add_argument("data", help="CSV, one column per observed variable; empty cell = missing")
-    f.add_argument("--latent", action="append", default=[], help="NAME:K, repeatable")
+    f.add_argument("--latent", action="append", default=[],
+                   help="NAME:K for a variable with no column, K its number of states in the "
+                   "network; repeatable")
     f.add_argument("--out", required=True, help="where to write the fitted network (.bif ...)")
     f.add_argument("--max-iter", type=_whole(1), default=100)
     f.add_argument("--prior", type=_number(0), default=1.0)

@@ -185,3 +185,22 @@ def test_written_files_honour_the_umask(mask, asia_rows, tmp_path):
         os.umask(before)
     for name in ("net.png", "c.csv", "f.bif"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_fit_speaks_the_command_lines_words_and_its_advice_works(tmp_path, capsys):
+    from probdl import BayesNet
+
+    rows = BayesNet.example("asia").sample(300, seed=1).drop(columns="either")
+    data = tmp_path / "data.csv"
+    rows.to_csv(data, index=False)
+    out = str(tmp_path / "fitted.bif")
+    assert main(["bn", "fit", "asia", str(data), "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert "declare them hidden with --latent either:2" in err and "latent={" not in err
+    assert main(["bn", "fit", "asia", str(data), "--latent", "either:3", "--out", out]) == 1
+    assert "never changes its states: write --latent either:2" in capsys.readouterr().err
+    assert main(["bn", "fit", "asia", str(data), "--latent", "smoke:2", "--out", out]) == 1
+    assert "has values of 'smoke'" in capsys.readouterr().err
+    assert main(["bn", "fit", "asia", str(data), "--latent", "either:2", "--out", out,
+                 "--max-iter", "5"]) == 0
+    assert BayesNet.read(out).states["either"] == ["yes", "no"]

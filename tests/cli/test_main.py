@@ -30,6 +30,19 @@ def test_every_command_has_help_with_an_example(command, capsys):
         assert "example:" in out
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_the_example_in_every_help_parses(command, capsys):
+    import shlex
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    example = capsys.readouterr().out.split("example:\n", 1)[-1].strip()
+    words = shlex.split(example)
+    assert words[0] == "probdl"
+    args = build_parser().parse_args(words[1:])  # exits 2 on an option that does not exist
+    assert [args.command, getattr(args, "bn_command", None)][:len(command)] == command
+
+
 def test_usage_errors_exit_2(capsys):
     usage_errors = (["nope"], ["train"], ["bn", "query", "asia"], ["train", "--epochs", "x"])
     for argv in usage_errors:
