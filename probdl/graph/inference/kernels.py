@@ -1,0 +1,270 @@
+"""Compiled per-row passes over the junction tree: sum-product, max-product and sampling.
+
+    # called by probdl.graph.inference.engine.Engine; the arrays describe the compiled tree
+    need = row_needs(tree_arrays..., states, hidden)          # workspace entries per row
+    run_rows(tree_arrays..., states, hidden, ..., log_z, post, counts, failed)
+
+The maths. Row r fixes its observed variables, so clique C only ranges over its hidden members
+H_C(r): its table has prod_{h in H_C} card(h) entries (one entry when nothing is hidden), and a
+separator message ranges over the hidden separator members. The schedule is the same for every
+row; only the table sizes change, and the odometer below walks exactly the states consistent
+with the row's evidence. Each table entry is the product of the CPT entries assigned to the
+clique (an observed member adds ``state * stride`` to the flat CPT index, a hidden one is an
+odometer digit), the children's messages and, on a variable's home clique, its soft evidence.
+
+Collect (children first): message_C = sum over C minus the separator, rescaled to a maximum of
+1; the log of each scale adds to log P(e), as does the log of the root's total. Distribute
+(roots first, Hugin): belief_C = table_C * message from the parent, normalized; the message to
+child K is sum over C minus S_K of belief_C / message_K (0 where message_K is 0, where the
+belief is 0 too). A variable's posterior is read at its home clique; an assigned CPT's
+expected count at entry i adds weight * belief at every clique entry that reads i.
+
+A product of two non-zero numbers below ``FLOOR`` flags the row (it may have lost digits); the
+caller runs such rows again with ``lg`` set, where tables hold logarithms and messages are
+sums of exponentials taken about their running maximum. Max-product (``maxprod``) is the same
+collect with max for sum, always in logarithms; it and posterior sampling walk back from the
+roots, fixing each clique's separator to what its parent chose and taking the first maximal
+entry (or a draw) among the consistent ones, in odometer order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .odometer import _advance, _choose, _layout, _start, _strides, row_needs
+
+__all__ = ["FLOOR", "row_needs", "run_rows"]
+
+FLOOR = 1e-290
+
+
+@njit(cache=True, nogil=True)
+def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, sep_ppos,
+             ch_start, ch_list, fa_start, fa_var, fs_start, fa_stride, cpt_start, hv_start,
+             hv_pos, pot_start, cpt, pot, factor_on, states, hidden, soft, weights, width, lg,
+             maxprod, down, uniforms, log_z, post, counts, pot_counts, failed, assign):
+    """Every row's passes. ``down``: 0 collect only (log P(e); max log P(x, e) with
+    ``maxprod``), 1 also distribute (posteriors into ``post``, expected counts into
+    ``counts``; either may be empty), 2 draw the hidden variables into ``assign`` with
+    ``uniforms`` (B, cliques), 3 with ``maxprod``: the MAP state into ``assign``.
+    ``maxprod`` needs ``lg`` (max-product runs on logarithms) and ``cpt`` holding logs.
+    ``pot`` holds the compiled clique potentials (logs with ``lg``); expected counts of a
+    clique with one go to ``pot_counts`` at its entries, the others' to ``counts``."""
+    m = cl_start.size - 1
+    mw, kw, cw = 1, 1, 0
+    for c in range(m):
+        mw = max(mw, cl_start[c + 1] - cl_start[c])
+        kw = max(kw, fa_start[c + 1] - fa_start[c])
+        cw = max(cw, ch_start[c + 1] - ch_start[c])
+    S = np.zeros((mw, kw + 1 + cw), dtype=np.int64)
+    base = np.zeros(kw + 1 + cw, dtype=np.int64)
+    idx = np.zeros(kw + 1 + cw, dtype=np.int64)
+    hidx = np.empty(mw, dtype=np.int64)
+    hcard = np.empty(mw, dtype=np.int64)
+    digit = np.zeros(mw, dtype=np.int64)
+    tab_off = np.zeros(m + 1, dtype=np.int64)
+    up_off = np.zeros(m + 1, dtype=np.int64)
+    dn_off = np.zeros(m + 1, dtype=np.int64)
+    work = np.empty(width)
+    scratch = np.empty(width if lg else 1)  # running log-sum-exp sums: logarithms only
+    with_soft = soft.shape[0] > 0
+    with_post = post.shape[0] > 0
+    with_counts = counts.size > 0 or pot_counts.size > 0
+    prune = factor_on.size > 0
+    one = 0.0 if lg else 1.0
+    for r in range(states.shape[0]):
+        # ---- where each clique's table and messages live for this row
+        pos = 0
+        for c in range(m):
+            h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
+                                   hidx, hcard)
+            tab_off[c] = pos
+            pos += size
+            up_off[c] = pos
+            pos += msg
+            dn_off[c] = pos
+            pos += msg
+        total = 0.0
+        lost = False
+        dead = False
+        # ---- collect: children (higher ids) first
+        for c in range(m - 1, -1, -1):
+            h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
+                                   hidx, hcard)
+            T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
+                            fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
+                            ch_start, ch_list, sep_ppos, S, base, pot_start, prune)
+            with_pot = pot_start[c] >= 0 and not prune
+            nch = ch_start[c + 1] - ch_start[c]
+            _start(h, T, idx, base, digit)
+            tab = tab_off[c]
+            up = up_off[c]
+            parent = cl_parent[c]
+            for s in range(msg):
+                work[up + s] = -np.inf if lg else 0.0
+                if lg:
+                    scratch[up + s] = 0.0
+            for j in range(size):
+                val = pot[idx[0]] if with_pot else one
+                for k in range(0 if with_pot else K):
+                    if prune and not factor_on[fa_var[fa_start[c] + k]]:
+                        continue
+                    x = cpt[idx[k]]
+                    if lg:
+                        val += x
+                    else:
+                        p = val * x
+                        lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
+                        val = p
+                for i in range(nch):
+                    x = work[up_off[ch_list[ch_start[c] + i]] + idx[K + 1 + i]]
+                    if lg:
+                        val += x
+                    else:
+                        p = val * x
+                        lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
+                        val = p
+                if with_soft:
+                    for q in range(hv_start[c], hv_start[c + 1]):
+                        d = hidx[hv_pos[q]]
+                        if d < 0:
+                            continue
+                        v = cl_var[cl_start[c] + hv_pos[q]]
+                        x = soft[r, columns[v] + digit[d]]
+                        if lg:
+                            val += np.log(x)
+                        else:
+                            p = val * x
+                            lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
+                            val = p
+                work[tab + j] = val
+                s = idx[K]
+                if maxprod:
+                    if val > work[up + s]:
+                        work[up + s] = val
+                elif lg:
+                    # running log-sum-exp: scratch holds the sum about the running maximum
+                    if val > work[up + s]:
+                        scratch[up + s] = scratch[up + s] * np.exp(work[up + s] - val) + 1.0
+                        work[up + s] = val
+                    elif val > -np.inf:
+                        scratch[up + s] += np.exp(val - work[up + s])
+                else:
+                    work[up + s] += val
+                _advance(h, digit, hcard, S, idx, T)
+            top = -np.inf if lg else 0.0
+            for s in range(msg):
+                if lg and not maxprod and work[up + s] > -np.inf:
+                    work[up + s] += np.log(scratch[up + s])
+                top = max(top, work[up + s])
+            if (lg and top == -np.inf) or (not lg and top <= 0.0):
+                dead = True
+                break
+            for s in range(msg):
+                if lg:
+                    work[up + s] -= top
+                else:
+                    work[up + s] /= top
+            total += top if lg else np.log(top)
+            if parent < 0:
+                # a root's message (to nobody) is its total; keep it as a message of 1
+                work[up] = 0.0 if lg else 1.0
+        if dead:
+            log_z[r] = -np.inf
+            continue
+        log_z[r] = total
+        if lost and not lg:
+            failed[r] = True
+            continue
+        if down == 0:
+            continue
+        # ---- distribute / walk back: parents (lower ids) first
+        for c in range(m):
+            h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
+                                   hidx, hcard)
+            T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
+                            fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
+                            ch_start, ch_list, sep_ppos, S, base, pot_start, prune)
+            with_pot = pot_start[c] >= 0 and not prune
+            nch = ch_start[c + 1] - ch_start[c]
+            tab = tab_off[c]
+            if down >= 2:
+                _choose(c, r, h, size, T, K, S, base, idx, digit, hidx, hcard, work, tab,
+                        cl_start, cl_var, sep_start, sep_cpos, cl_parent, states, assign,
+                        uniforms, down == 3, lg)
+                continue
+            dn = dn_off[c]
+            has_parent = cl_parent[c] >= 0
+            # belief = table * message from the parent, normalized (kept as logs with lg)
+            _start(h, T, idx, base, digit)
+            z = 0.0
+            top = -np.inf
+            for j in range(size):
+                if lg:
+                    b = work[tab + j] + (work[dn + idx[K]] if has_parent else 0.0)
+                    top = max(top, b)
+                else:
+                    b = work[tab + j] * (work[dn + idx[K]] if has_parent else 1.0)
+                    z += b
+                work[tab + j] = b
+                _advance(h, digit, hcard, S, idx, T)
+            if lg:
+                for j in range(size):
+                    z += np.exp(work[tab + j] - top)
+                lz = top + np.log(z)
+                for j in range(size):
+                    work[tab + j] -= lz
+            else:
+                for j in range(size):
+                    work[tab + j] /= z
+            for i in range(nch):
+                ch = ch_list[ch_start[c] + i]
+                for s in range(dn_off[ch] - up_off[ch]):
+                    work[dn_off[ch] + s] = -np.inf if lg else 0.0
+                    if lg:
+                        scratch[dn_off[ch] + s] = 0.0
+            _start(h, T, idx, base, digit)
+            for j in range(size):
+                b = np.exp(work[tab + j]) if lg else work[tab + j]
+                for i in range(nch):
+                    ch = ch_list[ch_start[c] + i]
+                    u = work[up_off[ch] + idx[K + 1 + i]]
+                    at = dn_off[ch] + idx[K + 1 + i]
+                    if lg:
+                        x = work[tab + j] - u
+                        if u == -np.inf or work[tab + j] == -np.inf:
+                            continue
+                        if x > work[at]:
+                            scratch[at] = scratch[at] * np.exp(work[at] - x) + 1.0
+                            work[at] = x
+                        else:
+                            scratch[at] += np.exp(x - work[at])
+                    elif u > 0.0:
+                        work[at] += b / u
+                if with_post:
+                    for q in range(hv_start[c], hv_start[c + 1]):
+                        d = hidx[hv_pos[q]]
+                        if d >= 0:
+                            v = cl_var[cl_start[c] + hv_pos[q]]
+                            post[r, columns[v] + digit[d]] += b
+                if with_counts and with_pot:
+                    pot_counts[idx[0]] += weights[r] * b
+                elif with_counts:
+                    for k in range(K):
+                        if not prune or factor_on[fa_var[fa_start[c] + k]]:
+                            counts[idx[k]] += weights[r] * b
+                _advance(h, digit, hcard, S, idx, T)
+            for i in range(nch):
+                ch = ch_list[ch_start[c] + i]
+                kid_msg = dn_off[ch] - up_off[ch]
+                top = -np.inf if lg else 0.0
+                for s in range(kid_msg):
+                    if lg and work[dn_off[ch] + s] > -np.inf:
+                        work[dn_off[ch] + s] += np.log(scratch[dn_off[ch] + s])
+                    top = max(top, work[dn_off[ch] + s])
+                for s in range(kid_msg):
+                    if lg:
+                        work[dn_off[ch] + s] -= top
+                    elif top > 0.0:
+                        work[dn_off[ch] + s] /= top
