@@ -68,9 +68,17 @@ class _Arrays:
         self.sep_start = _starts([len(s) for s in seps])
         self.sep_cpos = _ints(p for s in seps for p in s)
         self.sep_ppos = _ints(where[parent[c]][cliques[c][p]] for c in range(m) for p in seps[c])
-        kids = [[k for k in range(m) if parent[k] == c] for c in range(m)]
-        self.ch_start = _starts([len(k) for k in kids])
-        self.ch_list = _ints(k for ks in kids for k in ks)
+        # children grouped by separator: a group's messages are multiplied once per row
+        groups = []
+        for c in range(m):
+            by_sep: dict[tuple, list[int]] = {}
+            for k in range(m):
+                if parent[k] == c:
+                    by_sep.setdefault(tuple(cliques[k][p] for p in seps[k]), []).append(k)
+            groups.append(list(by_sep.values()))
+        self.gr_start = _starts([len(g) for g in groups])
+        self.gk_start = _starts([len(g) for gs in groups for g in gs])
+        self.gk_list = _ints(k for gs in groups for g in gs for k in g)
         sizes = [math.prod(cards[u] for u in (v, *parents[v])) for v in range(len(cards))]
         self.cpt_start = _starts(sizes)[:-1]
         homes = [[v for v in range(len(cards)) if tree.family_home[v] == c] for c in range(m)]
@@ -102,7 +110,8 @@ class _Arrays:
 
     def tree_args(self) -> tuple:
         return (self.cl_start, self.cl_var, self.cl_parent, self.cards, self.columns,
-                self.sep_start, self.sep_cpos, self.sep_ppos, self.ch_start, self.ch_list,
+                self.sep_start, self.sep_cpos, self.sep_ppos, self.gr_start, self.gk_start,
+                self.gk_list,
                 self.fa_start, self.fa_var, self.fs_start, self.fa_stride, self.cpt_start,
                 self.hv_start, self.hv_pos)
 
@@ -200,8 +209,8 @@ class Engine:
         a = self.arrays
         need = np.zeros(len(states))
         biggest = np.zeros(len(states), dtype=np.int64)
-        kernels.row_needs(a.cl_start, a.cl_var, a.cards, a.sep_start, a.sep_cpos, states,
-                          hidden, need, biggest)
+        kernels.row_needs(a.cl_start, a.cl_var, a.cards, a.sep_start, a.sep_cpos, a.gr_start,
+                          a.gk_start, a.gk_list, states, hidden, need, biggest)
         return need, biggest
 
     def _chunks(self, states, hidden, budget: float, per_row_out: int):

@@ -32,18 +32,75 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .odometer import _advance, _choose, _layout, _start, _strides, row_needs
+from .odometer import _advance, _choose, _last, _layout, _start, _strides, row_needs
 
 __all__ = ["FLOOR", "row_needs", "run_rows"]
 
 FLOOR = 1e-290
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _collect_run(run, j0, tab, at, step, p0, pstep, nch, g0, gp_off, idx, last, K, pot, work):
+    """One run of the fastest digit in the collect pass (probabilities, compiled potential):
+    each entry the potential times its children groups' products, stored and summed into the
+    message; returns whether a product lost digits."""
+    lost = False
+    for w in range(run):
+        val = pot[p0 + w * pstep]
+        for i in range(nch):
+            x = work[gp_off[g0 + i] + idx[K + 1 + i] + w * last[K + 1 + i]]
+            p = val * x
+            lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
+            val = p
+        work[tab + j0 + w] = val
+        work[at + w * step] += val
+    return lost
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _times(val, x, lg):
+    """val * x (val + x with logarithms), and whether two non-zero factors lost digits."""
+    if lg:
+        return val + x, False
+    p = val * x
+    return p, (p < FLOOR) & (val != 0.0) & (x != 0.0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _belief_run(run, t0, at, step, has_parent, work):
+    """One run of the fastest digit: table entries times the parent's message (in place);
+    returns their sum."""
+    z = 0.0
+    for w in range(run):
+        b = work[t0 + w] * (work[at + w * step] if has_parent else 1.0)
+        work[t0 + w] = b
+        z += b
+    return z
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _distribute_run(run, t0, nch, g0, gm_off, idx, last, K, work, pot_counts, p0, pstep, wt,
+                    post, r, home_col, home_step, nh, scale):
+    """One run of the fastest digit in the distribute pass (probabilities, compiled
+    potential): the belief summed onto each child group's separator, into the posteriors of
+    the ``nh`` home variables (columns ``home_col`` + run position * ``home_step``) and,
+    weighted, into the potential's expected counts when ``wt`` is not 0; the beliefs are the
+    table entries times ``scale`` (their normalizer)."""
+    for w in range(run):
+        b = work[t0 + w] * scale
+        for i in range(nch):
+            work[gm_off[g0 + i] + idx[K + 1 + i] + w * last[K + 1 + i]] += b
+        for q in range(nh):
+            post[r, home_col[q] + w * home_step[q]] += b
+        if wt != 0.0:
+            pot_counts[p0 + w * pstep] += wt * b
+
+
 @njit(cache=True, nogil=True)
 def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, sep_ppos,
-             ch_start, ch_list, fa_start, fa_var, fs_start, fa_stride, cpt_start, hv_start,
-             hv_pos, pot_start, cpt, pot, factor_on, states, hidden, soft, weights, width, lg,
-             maxprod, down, uniforms, log_z, post, counts, pot_counts, failed, assign):
+             gr_start, gk_start, gk_list, fa_start, fa_var, fs_start, fa_stride, cpt_start,
+             hv_start, hv_pos, pot_start, cpt, pot, factor_on, states, hidden, soft, weights,
+             width, lg, maxprod, down, uniforms, log_z, post, counts, pot_counts, failed, assign):
     """Every row's passes. ``down``: 0 collect only (log P(e); max log P(x, e) with
     ``maxprod``), 1 also distribute (posteriors into ``post``, expected counts into
     ``counts``; either may be empty), 2 draw the hidden variables into ``assign`` with
@@ -56,13 +113,20 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
     for c in range(m):
         mw = max(mw, cl_start[c + 1] - cl_start[c])
         kw = max(kw, fa_start[c + 1] - fa_start[c])
-        cw = max(cw, ch_start[c + 1] - ch_start[c])
+        cw = max(cw, gr_start[c + 1] - gr_start[c])
+    ng = gk_start.size - 1
+    gp_off = np.zeros(ng + 1, dtype=np.int64)  # product of a group's messages (or the child's)
+    gm_off = np.zeros(ng + 1, dtype=np.int64)  # the belief summed onto the group's separator
+    gsz = np.zeros(ng + 1, dtype=np.int64)
     S = np.zeros((mw, kw + 1 + cw), dtype=np.int64)
     base = np.zeros(kw + 1 + cw, dtype=np.int64)
     idx = np.zeros(kw + 1 + cw, dtype=np.int64)
     hidx = np.empty(mw, dtype=np.int64)
     hcard = np.empty(mw, dtype=np.int64)
     digit = np.zeros(mw, dtype=np.int64)
+    last = np.zeros(kw + 1 + cw, dtype=np.int64)  # strides of the fastest digit
+    home_col = np.zeros(mw, dtype=np.int64)
+    home_step = np.zeros(mw, dtype=np.int64)
     tab_off = np.zeros(m + 1, dtype=np.int64)
     up_off = np.zeros(m + 1, dtype=np.int64)
     dn_off = np.zeros(m + 1, dtype=np.int64)
@@ -85,6 +149,16 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
             pos += msg
             dn_off[c] = pos
             pos += msg
+        for g in range(ng):
+            first = gk_list[gk_start[g]]
+            gsz[g] = dn_off[first] - up_off[first]
+            if gk_start[g + 1] - gk_start[g] > 1:
+                gp_off[g] = pos
+                pos += gsz[g]
+            else:
+                gp_off[g] = up_off[first]
+            gm_off[g] = pos
+            pos += gsz[g]
         total = 0.0
         lost = False
         dead = False
@@ -94,9 +168,10 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
                                    hidx, hcard)
             T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
                             fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
-                            ch_start, ch_list, sep_ppos, S, base, pot_start, prune)
+                            gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start, prune)
             with_pot = pot_start[c] >= 0 and not prune
-            nch = ch_start[c + 1] - ch_start[c]
+            nch = gr_start[c + 1] - gr_start[c]
+            run = _last(h, T, S, hcard, last)
             _start(h, T, idx, base, digit)
             tab = tab_off[c]
             up = up_off[c]
@@ -105,54 +180,63 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
                 work[up + s] = -np.inf if lg else 0.0
                 if lg:
                     scratch[up + s] = 0.0
-            for j in range(size):
-                val = pot[idx[0]] if with_pot else one
-                for k in range(0 if with_pot else K):
-                    if prune and not factor_on[fa_var[fa_start[c] + k]]:
-                        continue
-                    x = cpt[idx[k]]
-                    if lg:
-                        val += x
-                    else:
-                        p = val * x
-                        lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
-                        val = p
-                for i in range(nch):
-                    x = work[up_off[ch_list[ch_start[c] + i]] + idx[K + 1 + i]]
-                    if lg:
-                        val += x
-                    else:
-                        p = val * x
-                        lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
-                        val = p
-                if with_soft:
-                    for q in range(hv_start[c], hv_start[c + 1]):
-                        d = hidx[hv_pos[q]]
-                        if d < 0:
+            for i in range(nch):  # children sharing a separator: one product of their messages
+                g = gr_start[c] + i
+                if gk_start[g + 1] - gk_start[g] < 2:
+                    continue
+                for s in range(gsz[g]):
+                    val = one
+                    for q in range(gk_start[g], gk_start[g + 1]):
+                        x = work[up_off[gk_list[q]] + s]
+                        val, under = _times(val, x, lg)
+                        lost |= under
+                    work[gp_off[g] + s] = val
+            fast = with_pot and not lg and not with_soft
+            for blk in range(size // run):
+                if fast:  # the common case as a tight loop: potential times children, summed
+                    lost |= _collect_run(run, blk * run, tab, up + idx[K], last[K], idx[0],
+                                         last[0], nch, gr_start[c], gp_off, idx, last, K,
+                                         pot, work)
+                    _advance(h - 1, digit, hcard, S, idx, T)
+                    continue
+                for w in range(run):
+                    j = blk * run + w
+                    val = pot[(idx[0] + w * last[0])] if with_pot else one
+                    for k in range(0 if with_pot else K):
+                        if prune and not factor_on[fa_var[fa_start[c] + k]]:
                             continue
-                        v = cl_var[cl_start[c] + hv_pos[q]]
-                        x = soft[r, columns[v] + digit[d]]
-                        if lg:
-                            val += np.log(x)
-                        else:
-                            p = val * x
-                            lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
-                            val = p
-                work[tab + j] = val
-                s = idx[K]
-                if maxprod:
-                    if val > work[up + s]:
-                        work[up + s] = val
-                elif lg:
-                    # running log-sum-exp: scratch holds the sum about the running maximum
-                    if val > work[up + s]:
-                        scratch[up + s] = scratch[up + s] * np.exp(work[up + s] - val) + 1.0
-                        work[up + s] = val
-                    elif val > -np.inf:
-                        scratch[up + s] += np.exp(val - work[up + s])
-                else:
-                    work[up + s] += val
-                _advance(h, digit, hcard, S, idx, T)
+                        x = cpt[(idx[k] + w * last[k])]
+                        val, under = _times(val, x, lg)
+                        lost |= under
+                    for i in range(nch):
+                        at = idx[K + 1 + i] + w * last[K + 1 + i]
+                        x = work[gp_off[gr_start[c] + i] + at]
+                        val, under = _times(val, x, lg)
+                        lost |= under
+                    if with_soft:
+                        for q in range(hv_start[c], hv_start[c + 1]):
+                            d = hidx[hv_pos[q]]
+                            if d < 0:
+                                continue
+                            v = cl_var[cl_start[c] + hv_pos[q]]
+                            x = soft[r, columns[v] + (w if d == h - 1 else digit[d])]
+                            val, under = _times(val, np.log(x) if lg else x, lg)
+                            lost |= under
+                    work[tab + j] = val
+                    s = (idx[K] + w * last[K])
+                    if maxprod:
+                        if val > work[up + s]:
+                            work[up + s] = val
+                    elif lg:
+                        # running log-sum-exp: scratch holds the sum about the running maximum
+                        if val > work[up + s]:
+                            scratch[up + s] = scratch[up + s] * np.exp(work[up + s] - val) + 1.0
+                            work[up + s] = val
+                        elif val > -np.inf:
+                            scratch[up + s] += np.exp(val - work[up + s])
+                    else:
+                        work[up + s] += val
+                _advance(h - 1, digit, hcard, S, idx, T)
             top = -np.inf if lg else 0.0
             for s in range(msg):
                 if lg and not maxprod and work[up + s] > -np.inf:
@@ -185,9 +269,9 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
                                    hidx, hcard)
             T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
                             fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
-                            ch_start, ch_list, sep_ppos, S, base, pot_start, prune)
+                            gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start, prune)
             with_pot = pot_start[c] >= 0 and not prune
-            nch = ch_start[c + 1] - ch_start[c]
+            nch = gr_start[c + 1] - gr_start[c]
             tab = tab_off[c]
             if down >= 2:
                 _choose(c, r, h, size, T, K, S, base, idx, digit, hidx, hcard, work, tab,
@@ -197,74 +281,110 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
             dn = dn_off[c]
             has_parent = cl_parent[c] >= 0
             # belief = table * message from the parent, normalized (kept as logs with lg)
+            run = _last(h, T, S, hcard, last)
             _start(h, T, idx, base, digit)
             z = 0.0
             top = -np.inf
-            for j in range(size):
-                if lg:
-                    b = work[tab + j] + (work[dn + idx[K]] if has_parent else 0.0)
-                    top = max(top, b)
-                else:
-                    b = work[tab + j] * (work[dn + idx[K]] if has_parent else 1.0)
-                    z += b
-                work[tab + j] = b
-                _advance(h, digit, hcard, S, idx, T)
+            for blk in range(size // run):
+                if not lg:  # probabilities: a tight loop, normalized in the next pass
+                    z += _belief_run(run, tab + blk * run, dn + idx[K], last[K], has_parent,
+                                     work)
+                    _advance(h - 1, digit, hcard, S, idx, T)
+                    continue
+                for w in range(run):
+                    j = blk * run + w
+                    if lg:
+                        at = dn + idx[K] + w * last[K]
+                        b = work[tab + j] + (work[at] if has_parent else 0.0)
+                        top = max(top, b)
+                    else:
+                        at = dn + idx[K] + w * last[K]
+                        b = work[tab + j] * (work[at] if has_parent else 1.0)
+                        z += b
+                    work[tab + j] = b
+                _advance(h - 1, digit, hcard, S, idx, T)
             if lg:
                 for j in range(size):
                     z += np.exp(work[tab + j] - top)
                 lz = top + np.log(z)
                 for j in range(size):
                     work[tab + j] -= lz
-            else:
+            elif not with_pot:
                 for j in range(size):
                     work[tab + j] /= z
             for i in range(nch):
-                ch = ch_list[ch_start[c] + i]
-                for s in range(dn_off[ch] - up_off[ch]):
-                    work[dn_off[ch] + s] = -np.inf if lg else 0.0
+                g = gr_start[c] + i
+                for s in range(gsz[g]):
+                    work[gm_off[g] + s] = -np.inf if lg else 0.0
                     if lg:
-                        scratch[dn_off[ch] + s] = 0.0
+                        scratch[gm_off[g] + s] = 0.0
+            run = _last(h, T, S, hcard, last)
             _start(h, T, idx, base, digit)
-            for j in range(size):
-                b = np.exp(work[tab + j]) if lg else work[tab + j]
-                for i in range(nch):
-                    ch = ch_list[ch_start[c] + i]
-                    u = work[up_off[ch] + idx[K + 1 + i]]
-                    at = dn_off[ch] + idx[K + 1 + i]
-                    if lg:
-                        x = work[tab + j] - u
-                        if u == -np.inf or work[tab + j] == -np.inf:
-                            continue
-                        if x > work[at]:
-                            scratch[at] = scratch[at] * np.exp(work[at] - x) + 1.0
-                            work[at] = x
-                        else:
-                            scratch[at] += np.exp(x - work[at])
-                    elif u > 0.0:
-                        work[at] += b / u
-                if with_post:
-                    for q in range(hv_start[c], hv_start[c + 1]):
+            fast = with_pot and not lg
+            for blk in range(size // run):
+                if fast:  # the common case: the belief summed onto each group's separator
+                    nh = 0
+                    for q in range(hv_start[c], hv_start[c + 1] if with_post else hv_start[c]):
                         d = hidx[hv_pos[q]]
                         if d >= 0:
                             v = cl_var[cl_start[c] + hv_pos[q]]
-                            post[r, columns[v] + digit[d]] += b
-                if with_counts and with_pot:
-                    pot_counts[idx[0]] += weights[r] * b
-                elif with_counts:
-                    for k in range(K):
-                        if not prune or factor_on[fa_var[fa_start[c] + k]]:
-                            counts[idx[k]] += weights[r] * b
-                _advance(h, digit, hcard, S, idx, T)
+                            home_col[nh] = columns[v] + (0 if d == h - 1 else digit[d])
+                            home_step[nh] = 1 if d == h - 1 else 0
+                            nh += 1
+                    _distribute_run(run, tab + blk * run, nch, gr_start[c], gm_off, idx, last,
+                                    K, work, pot_counts, idx[0], last[0],
+                                    weights[r] if with_counts else 0.0, post, r, home_col,
+                                    home_step, nh, 1.0 / z)
+                    _advance(h - 1, digit, hcard, S, idx, T)
+                    continue
+                for w in range(run):
+                    j = blk * run + w
+                    b = np.exp(work[tab + j]) if lg else work[tab + j]
+                    for i in range(nch):
+                        at = gm_off[gr_start[c] + i] + (idx[K + 1 + i] + w * last[K + 1 + i])
+                        if lg:
+                            x = work[tab + j]
+                            if x == -np.inf:
+                                continue
+                            if x > work[at]:
+                                scratch[at] = scratch[at] * np.exp(work[at] - x) + 1.0
+                                work[at] = x
+                            else:
+                                scratch[at] += np.exp(x - work[at])
+                        else:
+                            work[at] += b
+                    if with_post:
+                        for q in range(hv_start[c], hv_start[c + 1]):
+                            d = hidx[hv_pos[q]]
+                            if d >= 0:
+                                v = cl_var[cl_start[c] + hv_pos[q]]
+                                post[r, columns[v] + (w if d == h - 1 else digit[d])] += b
+                    if with_counts and with_pot:
+                        pot_counts[(idx[0] + w * last[0])] += weights[r] * b
+                    elif with_counts:
+                        for k in range(K):
+                            if not prune or factor_on[fa_var[fa_start[c] + k]]:
+                                counts[(idx[k] + w * last[k])] += weights[r] * b
+                _advance(h - 1, digit, hcard, S, idx, T)
             for i in range(nch):
-                ch = ch_list[ch_start[c] + i]
-                kid_msg = dn_off[ch] - up_off[ch]
-                top = -np.inf if lg else 0.0
-                for s in range(kid_msg):
-                    if lg and work[dn_off[ch] + s] > -np.inf:
-                        work[dn_off[ch] + s] += np.log(scratch[dn_off[ch] + s])
-                    top = max(top, work[dn_off[ch] + s])
-                for s in range(kid_msg):
-                    if lg:
-                        work[dn_off[ch] + s] -= top
-                    elif top > 0.0:
-                        work[dn_off[ch] + s] /= top
+                # each child's message: the belief on its separator divided by what it sent
+                g = gr_start[c] + i
+                for s in range(gsz[g]):
+                    if lg and work[gm_off[g] + s] > -np.inf:
+                        work[gm_off[g] + s] += np.log(scratch[gm_off[g] + s])
+                for q in range(gk_start[g], gk_start[g + 1]):
+                    ch = gk_list[q]
+                    top = -np.inf if lg else 0.0
+                    for s in range(gsz[g]):
+                        u = work[up_off[ch] + s]
+                        if lg:
+                            x = work[gm_off[g] + s] - u if u > -np.inf else -np.inf
+                        else:
+                            x = work[gm_off[g] + s] / u if u > 0.0 else 0.0
+                        work[dn_off[ch] + s] = x
+                        top = max(top, x)
+                    for s in range(gsz[g]):
+                        if lg:
+                            work[dn_off[ch] + s] -= top
+                        elif top > 0.0:
+                            work[dn_off[ch] + s] /= top

@@ -41,9 +41,11 @@ def _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos, hidx, hc
 
 
 @njit(cache=True, nogil=True)
-def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, states, hidden, need, biggest):
-    """Workspace entries each row needs (tables and both messages of every clique, as float)
-    and the clique with the largest table of each row."""
+def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, gk_list, states,
+              hidden, need, biggest):
+    """Workspace entries each row needs (tables and both messages of every clique, each child
+    group's product and marginal, as float) and the clique with the largest table of each
+    row."""
     m = cl_start.size - 1
     width = 1
     for c in range(m):
@@ -68,22 +70,31 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, states, hidden, need
             if size > top:
                 top = size
                 biggest[r] = c
+        for g in range(gk_start.size - 1):
+            ch = gk_list[gk_start[g]]
+            msg = 1.0
+            for q in range(sep_start[ch], sep_start[ch + 1]):
+                v = cl_var[cl_start[ch] + sep_cpos[q]]
+                if hidden[r, v]:
+                    msg *= cards[v]
+            total += msg * (2.0 if gk_start[g + 1] - gk_start[g] > 1 else 1.0)
         need[r] = total
     return hidx, hcard
 
 
 @njit(cache=True, nogil=True)
 def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_var, fs_start,
-             fa_stride, cpt_start, sep_start, sep_cpos, ch_start, ch_list, sep_ppos, S, base,
-             pot_start, prune):
+             fa_stride, cpt_start, sep_start, sep_cpos, gr_start, gk_start, gk_list, sep_ppos,
+             S, base, pot_start, prune):
     """Fill the odometer's stride matrix S (digit x target) and the targets' bases: the
     clique's potential (its CPTs multiplied at compile time, when it has one and no CPT is
-    left out) or else each of its CPTs (flat index), its message to the parent, each child's
-    message. Returns (targets, potential or CPT targets)."""
+    left out) or else each of its CPTs (flat index), its message to the parent, and the
+    product of each group of children sharing a separator. Returns (targets, potential or
+    CPT targets)."""
     M = cl_start[c + 1] - cl_start[c]
     pot = pot_start[c] >= 0 and not prune
     K = 1 if pot else fa_start[c + 1] - fa_start[c]
-    nch = ch_start[c + 1] - ch_start[c]
+    nch = gr_start[c + 1] - gr_start[c]
     T = K + 1 + nch
     for i in range(M):
         for t in range(T):
@@ -119,7 +130,7 @@ def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_v
             st *= cards[cl_var[cl_start[c] + sep_cpos[q]]]
     base[K] = 0
     for i in range(nch):
-        ch = ch_list[ch_start[c] + i]
+        ch = gk_list[gk_start[gr_start[c] + i]]  # the group's first child: same separator
         st = 1
         for q in range(sep_start[ch + 1] - 1, sep_start[ch] - 1, -1):
             d = hidx[sep_ppos[q]]
@@ -130,7 +141,7 @@ def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_v
     return T, K
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _start(h, T, idx, base, digit):
     """The odometer at its first joint state: every digit 0, every index at its base."""
     for t in range(T):
@@ -139,7 +150,20 @@ def _start(h, T, idx, base, digit):
         digit[i] = 0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
+def _last(h, T, S, hcard, last):
+    """The fastest digit's strides into ``last`` and its card: the passes run it as an inner
+    loop (index = outer index + digit * stride) and the odometer over the other digits."""
+    if h == 0:
+        for t in range(T):
+            last[t] = 0
+        return 1
+    for t in range(T):
+        last[t] = S[h - 1, t]
+    return hcard[h - 1]
+
+
+@njit(cache=True, nogil=True)
 def _advance(h, digit, hcard, S, idx, T):
     """Next joint state of the hidden digits (last fastest), moving every target index."""
     i = h - 1
