@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .odometer import _advance, _choose, _last, _layout, _start, _strides, row_needs
+from .odometer import RUN, _advance, _choose, _inner, _last, _layout, _start, _strides, row_needs
 
 __all__ = ["FLOOR", "row_needs", "run_rows"]
 
@@ -40,20 +40,22 @@ FLOOR = 1e-290
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _collect_run(run, j0, tab, at, step, p0, pstep, nch, g0, gp_off, idx, last, K, pot, work):
-    """One run of the fastest digit in the collect pass (probabilities, compiled potential):
-    each entry the potential times its children groups' products, stored and summed into the
-    message; returns whether a product lost digits."""
+def _collect_run(R, j0, tab, up, K, nch, g0, gp_off, idx, offs, pot, work):
+    """The fastest digits (``R`` joint states, index offsets ``offs``) as a tight loop in the
+    collect pass (probabilities, compiled potential): each entry the potential times its
+    children groups' products, stored and summed into the message; returns whether a product
+    lost digits."""
     lost = False
-    for w in range(run):
-        val = pot[p0 + w * pstep]
+    for e in range(R):
+        val = pot[idx[0] + offs[0, e]]
         for i in range(nch):
-            x = work[gp_off[g0 + i] + idx[K + 1 + i] + w * last[K + 1 + i]]
+            t = K + 1 + i
+            x = work[gp_off[g0 + i] + idx[t] + offs[t, e]]
             p = val * x
             lost |= (p < FLOOR) & (val != 0.0) & (x != 0.0)
             val = p
-        work[tab + j0 + w] = val
-        work[at + w * step] += val
+        work[tab + j0 + e] = val
+        work[up + idx[K] + offs[K, e]] += val
     return lost
 
 
@@ -67,33 +69,35 @@ def _times(val, x, lg):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _belief_run(run, t0, at, step, has_parent, work):
-    """One run of the fastest digit: table entries times the parent's message (in place);
-    returns their sum."""
+def _belief_run(R, t0, dn, K, has_parent, idx, offs, work):
+    """The fastest digits: table entries times the parent's message (in place); returns
+    their sum."""
     z = 0.0
-    for w in range(run):
-        b = work[t0 + w] * (work[at + w * step] if has_parent else 1.0)
-        work[t0 + w] = b
+    for e in range(R):
+        b = work[t0 + e] * (work[dn + idx[K] + offs[K, e]] if has_parent else 1.0)
+        work[t0 + e] = b
         z += b
     return z
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _distribute_run(run, t0, nch, g0, gm_off, idx, last, K, work, pot_counts, p0, pstep, wt,
-                    post, r, home_col, home_step, nh, scale):
-    """One run of the fastest digit in the distribute pass (probabilities, compiled
-    potential): the belief summed onto each child group's separator, into the posteriors of
-    the ``nh`` home variables (columns ``home_col`` + run position * ``home_step``) and,
-    weighted, into the potential's expected counts when ``wt`` is not 0; the beliefs are the
-    table entries times ``scale`` (their normalizer)."""
-    for w in range(run):
-        b = work[t0 + w] * scale
+def _distribute_run(R, t0, nch, g0, gm_off, idx, offs, K, work, pot_counts, wt, post, r,
+                    home_col, home_digit, dig, nh, scale):
+    """The fastest digits in the distribute pass (probabilities, compiled potential): the
+    belief summed onto each child group's separator, into the posteriors of the ``nh`` home
+    variables (column ``home_col`` plus the entry's value of fast digit ``home_digit``, if
+    any) and, weighted, into the potential's expected counts when ``wt`` is not 0; the
+    beliefs are the table entries times ``scale`` (their normalizer)."""
+    for e in range(R):
+        b = work[t0 + e] * scale
         for i in range(nch):
-            work[gm_off[g0 + i] + idx[K + 1 + i] + w * last[K + 1 + i]] += b
+            t = K + 1 + i
+            work[gm_off[g0 + i] + idx[t] + offs[t, e]] += b
         for q in range(nh):
-            post[r, home_col[q] + w * home_step[q]] += b
+            d = home_digit[q]
+            post[r, home_col[q] + (dig[d, e] if d >= 0 else 0)] += b
         if wt != 0.0:
-            pot_counts[p0 + w * pstep] += wt * b
+            pot_counts[idx[0] + offs[0, e]] += wt * b
 
 
 @njit(cache=True, nogil=True)
@@ -126,7 +130,10 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
     digit = np.zeros(mw, dtype=np.int64)
     last = np.zeros(kw + 1 + cw, dtype=np.int64)  # strides of the fastest digit
     home_col = np.zeros(mw, dtype=np.int64)
-    home_step = np.zeros(mw, dtype=np.int64)
+    home_digit = np.zeros(mw, dtype=np.int64)
+    run_width = max(RUN, cards.max()) if cards.size else RUN  # one digit always fits
+    offs = np.zeros((kw + 1 + cw, run_width), dtype=np.int64)  # offsets of the fast digits
+    dig = np.zeros((mw, run_width), dtype=np.int64)  # and their values at each of their states
     tab_off = np.zeros(m + 1, dtype=np.int64)
     up_off = np.zeros(m + 1, dtype=np.int64)
     dn_off = np.zeros(m + 1, dtype=np.int64)
@@ -192,13 +199,13 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
                         lost |= under
                     work[gp_off[g] + s] = val
             fast = with_pot and not lg and not with_soft
-            for blk in range(size // run):
-                if fast:  # the common case as a tight loop: potential times children, summed
-                    lost |= _collect_run(run, blk * run, tab, up + idx[K], last[K], idx[0],
-                                         last[0], nch, gr_start[c], gp_off, idx, last, K,
-                                         pot, work)
-                    _advance(h - 1, digit, hcard, S, idx, T)
-                    continue
+            if fast:  # the common case as a tight loop: potential times children, summed
+                R, q = _inner(h, T, S, hcard, offs, dig)
+                for blk in range(size // R):
+                    lost |= _collect_run(R, blk * R, tab, up, K, nch, gr_start[c], gp_off, idx,
+                                         offs, pot, work)
+                    _advance(h - q, digit, hcard, S, idx, T)
+            for blk in range(0 if fast else size // run):
                 for w in range(run):
                     j = blk * run + w
                     val = pot[(idx[0] + w * last[0])] if with_pot else one
@@ -285,12 +292,12 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
             _start(h, T, idx, base, digit)
             z = 0.0
             top = -np.inf
-            for blk in range(size // run):
-                if not lg:  # probabilities: a tight loop, normalized in the next pass
-                    z += _belief_run(run, tab + blk * run, dn + idx[K], last[K], has_parent,
-                                     work)
-                    _advance(h - 1, digit, hcard, S, idx, T)
-                    continue
+            if not lg:  # probabilities: a tight loop, normalized in the next pass
+                R, q = _inner(h, T, S, hcard, offs, dig)
+                for blk in range(size // R):
+                    z += _belief_run(R, tab + blk * R, dn, K, has_parent, idx, offs, work)
+                    _advance(h - q, digit, hcard, S, idx, T)
+            for blk in range(0 if not lg else size // run):
                 for w in range(run):
                     j = blk * run + w
                     if lg:
@@ -321,22 +328,22 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
             run = _last(h, T, S, hcard, last)
             _start(h, T, idx, base, digit)
             fast = with_pot and not lg
-            for blk in range(size // run):
-                if fast:  # the common case: the belief summed onto each group's separator
+            if fast:  # the common case: the belief summed onto each group's separator
+                R, q = _inner(h, T, S, hcard, offs, dig)
+                for blk in range(size // R):
                     nh = 0
-                    for q in range(hv_start[c], hv_start[c + 1] if with_post else hv_start[c]):
-                        d = hidx[hv_pos[q]]
+                    for k in range(hv_start[c], hv_start[c + 1] if with_post else hv_start[c]):
+                        d = hidx[hv_pos[k]]
                         if d >= 0:
-                            v = cl_var[cl_start[c] + hv_pos[q]]
-                            home_col[nh] = columns[v] + (0 if d == h - 1 else digit[d])
-                            home_step[nh] = 1 if d == h - 1 else 0
+                            v = cl_var[cl_start[c] + hv_pos[k]]
+                            home_col[nh] = columns[v] + (0 if d >= h - q else digit[d])
+                            home_digit[nh] = d - (h - q) if d >= h - q else -1
                             nh += 1
-                    _distribute_run(run, tab + blk * run, nch, gr_start[c], gm_off, idx, last,
-                                    K, work, pot_counts, idx[0], last[0],
-                                    weights[r] if with_counts else 0.0, post, r, home_col,
-                                    home_step, nh, 1.0 / z)
-                    _advance(h - 1, digit, hcard, S, idx, T)
-                    continue
+                    _distribute_run(R, tab + blk * R, nch, gr_start[c], gm_off, idx, offs, K,
+                                    work, pot_counts, weights[r] if with_counts else 0.0, post,
+                                    r, home_col, home_digit, dig, nh, 1.0 / z)
+                    _advance(h - q, digit, hcard, S, idx, T)
+            for blk in range(0 if fast else size // run):
                 for w in range(run):
                     j = blk * run + w
                     b = np.exp(work[tab + j]) if lg else work[tab + j]

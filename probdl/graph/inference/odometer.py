@@ -16,6 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# Joint states of the fastest digits that the tight loops run per odometer step (longer runs
+# spend less on stepping the odometer; the offsets table is targets x RUN).
+RUN = 64
+
 
 @njit(cache=True, nogil=True)
 def _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos, hidx, hcard):
@@ -161,6 +165,44 @@ def _last(h, T, S, hcard, last):
     for t in range(T):
         last[t] = S[h - 1, t]
     return hcard[h - 1]
+
+
+@njit(cache=True, nogil=True)
+def _inner(h, T, S, hcard, offs, dig):
+    """The fastest digits whose joint states number at most ``RUN`` (at least one digit):
+    every target's index offset at each of those states into ``offs`` (targets x states), the
+    digits' values into ``dig``; returns (states R, digits q). The tight loops run these R
+    states per step of the odometer over the other digits."""
+    if h == 0:
+        for t in range(T):
+            offs[t, 0] = 0
+        return 1, 0
+    q = 1
+    R = hcard[h - 1]
+    while q < h and R * hcard[h - 1 - q] <= RUN:
+        R *= hcard[h - 1 - q]
+        q += 1
+    for i in range(q):
+        dig[i, 0] = 0
+    for t in range(T):
+        offs[t, 0] = 0
+    for e in range(1, R):
+        i = q - 1  # increment the local odometer (last digit fastest)
+        for k in range(q):
+            dig[k, e] = dig[k, e - 1]
+        for t in range(T):
+            offs[t, e] = offs[t, e - 1]
+        while True:
+            dig[i, e] += 1
+            for t in range(T):
+                offs[t, e] += S[h - q + i, t]
+            if dig[i, e] < hcard[h - q + i]:
+                break
+            for t in range(T):
+                offs[t, e] -= hcard[h - q + i] * S[h - q + i, t]
+            dig[i, e] = 0
+            i -= 1
+    return R, q
 
 
 @njit(cache=True, nogil=True)
