@@ -27,6 +27,7 @@ import numpy as np
 from ...errors import InferenceError
 from . import kernels
 from .junction import JunctionTree, build
+from .reduced import REDUCE_PER_VARIABLE, split_run, split_walk
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "Engine"]
 
@@ -54,7 +55,7 @@ class _Arrays:
     """The junction tree laid out flat for the compiled passes (depends on structure only)."""
 
     def __init__(self, tree: JunctionTree, cards: Sequence[int],
-                 parents: Sequence[Sequence[int]]) -> None:
+                 parents: Sequence[Sequence[int]], fixed: dict[int, int] | None = None) -> None:
         cliques, parent = tree.cliques, tree.parent
         m = len(cliques)
         self.cl_start = _starts([len(c) for c in cliques])
@@ -97,16 +98,20 @@ class _Arrays:
         hv = [[where[c][v] for v in range(len(cards)) if tree.home[v] == c] for c in range(m)]
         self.hv_start = _starts([len(h) for h in hv])
         self.hv_pos = _ints(p for h in hv for p in h)
+        # ``fixed``: a tree for one row, whose potentials take its observed states (card 1)
+        self.fixed = dict(fixed or {})
+        self.pot_cards = _ints(1 if v in self.fixed else k for v, k in enumerate(cards))
         self.pot_start = np.full(m, -1, dtype=np.int64)
         total = 0
-        for c in sorted(range(m), key=lambda c: math.prod(cards[u] for u in cliques[c])):
-            size = math.prod(cards[u] for u in cliques[c])
+        for c in sorted(range(m), key=lambda c: math.prod(self.pot_cards[u] for u in cliques[c])):
+            size = math.prod(int(self.pot_cards[u]) for u in cliques[c])
             if size > POTENTIAL_MAX or total + size > POTENTIALS_TOTAL:
                 break
             self.pot_start[c] = total
             total += size
         self.pot_size = total
         self.homes = homes
+        self.for_row = fixed is not None  # a tree for one row's evidence: never reduced again
 
     def tree_args(self) -> tuple:
         return (self.cl_start, self.cl_var, self.cl_parent, self.cards, self.columns,
@@ -121,6 +126,7 @@ class _Arrays:
         pot = np.ones(self.pot_size)
         logs = np.zeros(self.pot_size)
         keep = self.pot_start.copy()
+        cards = self.pot_cards
         for c in np.flatnonzero(self.pot_start >= 0):
             members = cliques[c]
             shape = [cards[u] for u in members]
@@ -133,7 +139,11 @@ class _Arrays:
                     view = [1] * len(members)
                     for i in order:
                         view[members.index(family[i])] = cards[family[i]]
-                    factor = np.transpose(np.asarray(cpts[v]), order).reshape(view)
+                    factor = np.asarray(cpts[v])
+                    for i, u in enumerate(family):  # observed states of a row's own tree
+                        if u in self.fixed:
+                            factor = np.take(factor, [self.fixed[u]], axis=i)
+                    factor = np.transpose(factor, order).reshape(view)
                     table = table * factor
                     log_table = log_table + np.log(factor)
             lo, hi = self.pot_start[c], self.pot_start[c] + table.size
@@ -148,7 +158,7 @@ class _Arrays:
         """Add the expected counts gathered per compiled clique entry to each CPT's counts."""
         for c in np.flatnonzero(keep >= 0):
             members = cliques[c]
-            shape = [cards[u] for u in members]
+            shape = [self.pot_cards[u] for u in members]
             table = pot_counts[keep[c]:keep[c] + math.prod(shape)].reshape(shape)
             for v in self.homes[c]:
                 family = (v, *parents[v])
@@ -156,7 +166,10 @@ class _Arrays:
                 kept = [u for u in members if u in family]
                 summed = table.sum(axis=axes)
                 summed = np.transpose(summed, [kept.index(u) for u in family])
-                flat[cpt_start[v]:cpt_start[v] + summed.size] += summed.ravel()
+                full = np.zeros([cards[u] for u in family])
+                full[tuple(slice(self.fixed[u], self.fixed[u] + 1) if u in self.fixed
+                           else slice(None) for u in family)] = summed
+                flat[cpt_start[v]:cpt_start[v] + full.size] += full.ravel()
 
 
 class Engine:
@@ -181,6 +194,7 @@ class Engine:
         with np.errstate(divide="ignore"):
             self.flat_log = np.log(self.flat)
         self.columns = arrays.columns
+        self.reduced = arrays.for_row
         self.pot, self.pot_log, self.pot_start = arrays.potentials(tree.cliques, self.cards,
                                                                    self.parents, cpts)
         self._children: list[list[int]] | None = None
@@ -238,7 +252,8 @@ class Engine:
     def _call(self, states, hidden, soft, weights, factor_on, lg, maxprod, down, uniforms,
               log_z, post, counts, failed, assign, width):
         a = self.arrays
-        kernels.run_rows(*a.tree_args(), self.pot_start, self.flat_log if lg else self.flat,
+        kernels.run_rows(*a.tree_args(), self.pot_start, a.pot_cards,
+                         self.flat_log if lg else self.flat,
                          self.pot_log if lg else self.pot, factor_on, states, hidden, soft,
                          weights, width, lg, maxprod, down, uniforms, log_z, post,
                          counts[:self.flat.size] if counts.size else counts,
@@ -263,6 +278,10 @@ class Engine:
         """
         states = np.ascontiguousarray(states, dtype=np.int64)
         hidden = np.ascontiguousarray(hidden, dtype=bool)
+        heavy = self._heavy(states, hidden)
+        if heavy.size:  # rows answered on trees triangulated for their own evidence
+            return split_run(self, heavy, states, hidden, soft, want, weights, factor_on,
+                             memory_budget)
         b, cols = len(states), int(self.columns[-1])
         soft, soft_log = self._soft(soft, states, hidden)
         log_z = np.zeros(b)
@@ -305,6 +324,13 @@ class Engine:
             post[r, self.columns[v] + states[r, v]] = 1.0
         return {"log_z": log_z, "post": post, "counts": counts}
 
+    def _heavy(self, states: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """Rows whose tables on this tree would be much larger than their own tree's cost."""
+        if self.reduced or not len(states):
+            return np.zeros(0, dtype=np.int64)
+        need, _ = self.row_needs(states, hidden)
+        return np.flatnonzero(need > REDUCE_PER_VARIABLE * len(self.cards) ** 2)
+
     def map(self, states: np.ndarray, hidden: np.ndarray,
             memory_budget: float = DEFAULT_MEMORY_BUDGET) -> tuple[np.ndarray, np.ndarray]:
         """Max-product: (max over hidden states of log P(x, e) per row, (B, n) states with the
@@ -321,6 +347,9 @@ class Engine:
     def _walk(self, states, hidden, down, rng, memory_budget, soft=None):
         states = np.ascontiguousarray(states, dtype=np.int64)
         hidden = np.ascontiguousarray(hidden, dtype=bool)
+        heavy = self._heavy(states, hidden)
+        if heavy.size:  # rows walked on trees triangulated for their own evidence
+            return split_walk(self, heavy, states, hidden, down, rng, memory_budget, soft)
         b = len(states)
         soft, soft_log = self._soft(soft, states, hidden)
         best = np.zeros(b)
@@ -342,7 +371,7 @@ class Engine:
         b = len(states)
         if soft is None:
             return _NO_SOFT, np.zeros(b)
-        soft = np.array(soft, dtype=np.float64, copy=True).reshape(b, -1)
+        soft = np.array(soft, dtype=np.float64, copy=True).reshape(b, int(self.columns[-1]))
         offset = np.zeros(b)
         for v in range(len(self.cards)):
             lo, hi = self.columns[v], self.columns[v + 1]

@@ -103,8 +103,9 @@ def _distribute_run(R, t0, nch, g0, gm_off, idx, offs, K, work, pot_counts, wt, 
 @njit(cache=True, nogil=True)
 def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, sep_ppos,
              gr_start, gk_start, gk_list, fa_start, fa_var, fs_start, fa_stride, cpt_start,
-             hv_start, hv_pos, pot_start, cpt, pot, factor_on, states, hidden, soft, weights,
-             width, lg, maxprod, down, uniforms, log_z, post, counts, pot_counts, failed, assign):
+             hv_start, hv_pos, pot_start, pot_cards, cpt, pot, factor_on, states, hidden, soft,
+             weights, width, lg, maxprod, down, uniforms, log_z, post, counts, pot_counts,
+             failed, assign):
     """Every row's passes. ``down``: 0 collect only (log P(e); max log P(x, e) with
     ``maxprod``), 1 also distribute (posteriors into ``post``, expected counts into
     ``counts``; either may be empty), 2 draw the hidden variables into ``assign`` with
@@ -175,7 +176,8 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
                                    hidx, hcard)
             T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
                             fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
-                            gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start, prune)
+                            gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start,
+                            pot_cards, prune)
             with_pot = pot_start[c] >= 0 and not prune
             nch = gr_start[c + 1] - gr_start[c]
             run = _last(h, T, S, hcard, last)
@@ -276,7 +278,8 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
                                    hidx, hcard)
             T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
                             fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
-                            gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start, prune)
+                            gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start,
+                            pot_cards, prune)
             with_pot = pot_start[c] >= 0 and not prune
             nch = gr_start[c + 1] - gr_start[c]
             tab = tab_off[c]

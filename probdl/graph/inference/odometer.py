@@ -89,7 +89,7 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
 @njit(cache=True, nogil=True)
 def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_var, fs_start,
              fa_stride, cpt_start, sep_start, sep_cpos, gr_start, gk_start, gk_list, sep_ppos,
-             S, base, pot_start, prune):
+             S, base, pot_start, pot_cards, prune):
     """Fill the odometer's stride matrix S (digit x target) and the targets' bases: the
     clique's potential (its CPTs multiplied at compile time, when it has one and no CPT is
     left out) or else each of its CPTs (flat index), its message to the parent, and the
@@ -110,9 +110,9 @@ def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_v
             v = cl_var[cl_start[c] + p]
             if hidx[p] >= 0:
                 S[hidx[p], 0] = st
-            else:
-                b += states[r, v] * st
-            st *= cards[v]
+            else:  # a row's own tree folds its observed states in (their pot card is 1)
+                b += (states[r, v] % pot_cards[v]) * st
+            st *= pot_cards[v]
         base[0] = b
     for k in range(0 if pot else K):
         f = fa_start[c] + k

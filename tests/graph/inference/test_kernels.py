@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from probdl.errors import CPTError, DataError, InferenceError, ModelError
 from probdl.graph import BayesNet
+from probdl.graph.inference import engine as engine_module
 from probdl.graph.inference.engine import Engine
 from probdl.graph.inference.junction import HEURISTICS, build
 from probdl.graph.inference.torch_engine import TorchEngine
@@ -46,8 +47,10 @@ def _force_logs(monkeypatch):
 @SETTINGS
 @given(seed=st.integers(0, 10_000), n_vars=st.integers(1, 7),
        regime=st.sampled_from(["few hidden", "20% observed"]), soft=st.booleans(),
-       logs=st.booleans(), ties=st.booleans())
-def test_answers_match_enumeration(seed, n_vars, regime, soft, logs, ties):
+       logs=st.booleans(), ties=st.booleans(), own_tree=st.booleans())
+def test_answers_match_enumeration(seed, n_vars, regime, soft, logs, ties, own_tree):
+    """own_tree: every row on a tree triangulated for its own evidence (as the rows whose
+    tables on the network's tree would be huge)."""
     bn = random_net(seed, n_vars=n_vars, max_parents=3, zeros=ties)
     if ties:  # equal entries make MAP ties: any maximal state is right, the value must be
         bn = BayesNet(bn.states, {v: bn.parents(v) for v in bn.variables},
@@ -61,6 +64,8 @@ def test_answers_match_enumeration(seed, n_vars, regime, soft, logs, ties):
     with pytest.MonkeyPatch.context() as patch:
         if logs:
             _force_logs(patch)
+        if own_tree:
+            patch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
         out = bn.engine().run(*_codes(bn, rows), None if likes is None else _soft(bn, likes))
         best, assign = bn.engine().map(*_codes(bn, rows))
     cols = bn.engine().columns
@@ -154,10 +159,12 @@ def test_evidence_of_probability_1e_330_is_exact():
     np.testing.assert_allclose(one, got["B"][0], rtol=1e-12)
 
 
-@pytest.mark.parametrize("logs", [False, True])
-def test_expected_counts_match_enumeration(logs, monkeypatch):
+@pytest.mark.parametrize("logs, own_tree", [(False, False), (True, False), (False, True)])
+def test_expected_counts_match_enumeration(logs, own_tree, monkeypatch):
     if logs:
         _force_logs(monkeypatch)
+    if own_tree:
+        monkeypatch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
     bn = random_net(11, n_vars=6, max_parents=3)
     rows = _hide(bn, 12, np.random.default_rng(3), "20% observed")
     weights = np.random.default_rng(4).random(12)
@@ -175,17 +182,20 @@ def test_expected_counts_match_enumeration(logs, monkeypatch):
         np.testing.assert_allclose(counts[j], expected, atol=1e-10)
 
 
-def test_posterior_draws_follow_the_joint_posterior():
+@pytest.mark.parametrize("own_tree", [False, True])
+def test_posterior_draws_follow_the_joint_posterior(own_tree, monkeypatch):
+    if own_tree:
+        monkeypatch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
     bn = random_net(5, n_vars=5, max_parents=2)
     row = bn.sample(1, seed=1)
     row.iloc[0, [0, 2, 3]] = np.nan
-    rows = pd.concat([row] * 20_000, ignore_index=True)
+    rows = pd.concat([row] * (20_000 if not own_tree else 4_000), ignore_index=True)
     draws = bn.engine().sample(*_codes(bn, rows), np.random.default_rng(0))
     w = evidence_mask(bn, row.iloc[0])
     w = w / w.sum()
     freq = np.zeros(w.shape)
     np.add.at(freq, tuple(draws.T), 1)
-    assert np.abs(freq / len(draws) - w).max() < 0.015  # > 4 standard errors at n = 20,000
+    assert np.abs(freq / len(draws) - w).max() < (0.015 if not own_tree else 0.035)  # 4 s.e.
 
 
 def test_junction_tree_keeps_the_smallest_heuristic_and_every_family():
@@ -253,3 +263,22 @@ def test_cpt_columns_far_from_one_name_variable_and_column():
     near = np.array([[0.5, 0.3 + 4e-7], [0.5, 0.7]])
     fixed = BayesNet(states, {"B": ["A"]}, {"A": [0.5, 0.5], "B": near}).cpd("B")
     np.testing.assert_allclose(fixed.sum(0), 1.0, atol=1e-15)
+
+
+def test_munin1_rows_observing_a_fifth_run_on_their_own_trees():
+    """munin1 at 20% observed: most rows' tables on the network's tree exceed the 2 GiB default
+    budget; on trees triangulated for their evidence they fit, and agree with the big tree."""
+    bn = BayesNet.example("munin1")
+    rows = bn.sample(2, seed=1)
+    rows = rows.mask(np.random.default_rng(1).random(rows.shape) >= 0.2)
+    states, observed = bn.encode(rows)
+    need, _ = bn.engine().row_needs(states, ~observed)
+    assert (need > engine_module.REDUCE_PER_VARIABLE * len(bn.variables) ** 2).all()
+    own = bn.marginals(rows)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine_module, "REDUCE_PER_VARIABLE", np.inf)
+        bn.memory_budget = 8 * 2**30
+        whole = bn.engine().run(states[:1], ~observed[:1])
+    cols = bn.engine().columns
+    for j, v in enumerate(bn.variables):
+        np.testing.assert_allclose(own[v][0], whole["post"][0, cols[j]:cols[j + 1]], atol=1e-10)
