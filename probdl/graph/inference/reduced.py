@@ -37,8 +37,8 @@ REDUCE_PER_VARIABLE = 270.0
 def reduced_engine(engine, observed: np.ndarray, states: np.ndarray):
     """An Engine (same CPTs) on a tree triangulated for one row's evidence: ``observed``
     (n,) and the row's ``states`` (n,), whose observed values its potentials take."""
-    from .engine import Engine, _Arrays  # engine.py imports this module: a late import
-
+    # the engine's own classes (engine.py imports this module, so it is not imported here)
+    engine_class, arrays_class = type(engine), type(engine.arrays)
     n = len(engine.cards)
     hidden = ~np.asarray(observed, dtype=bool)
     # the hidden members of every family must end up in one clique: one pseudo-family per CPT
@@ -72,9 +72,9 @@ def reduced_engine(engine, observed: np.ndarray, states: np.ndarray):
     reduced = JunctionTree(final, tree.parent, tuple(family_home), tuple(home),
                            tree.heuristic, int(sum(sizes)), int(max(sizes, default=1)),
                            final[big] if final else ())
-    arrays = _Arrays(reduced, engine.cards, engine.parents, fixed=dict(zip(
+    arrays = arrays_class(reduced, engine.cards, engine.parents, fixed=dict(zip(
         np.flatnonzero(~hidden).tolist(), states[~hidden].tolist(), strict=True)))
-    return Engine(reduced, arrays, engine.cards, engine.parents,
+    return engine_class(reduced, arrays, engine.cards, engine.parents,
                   engine.unflatten(engine.flat), engine.names)
 
 
