@@ -122,28 +122,21 @@ class _Arrays:
 
     def potentials(self, cliques, cards, parents, cpts) -> tuple[np.ndarray, np.ndarray,
                                                                  np.ndarray]:
-        """The compiled potentials (probabilities, logarithms) and which cliques keep one."""
+        """The compiled potentials (probabilities, logarithms) and which cliques keep one.
+
+        A potential's axes are the clique's members of pot card above 1 in member order (a
+        row's own tree slices its observed states away), which is the kernel's layout.
+        """
         pot = np.ones(self.pot_size)
         logs = np.zeros(self.pot_size)
         keep = self.pot_start.copy()
-        cards = self.pot_cards
         for c in np.flatnonzero(self.pot_start >= 0):
-            members = cliques[c]
-            shape = [cards[u] for u in members]
-            table = np.ones(shape)
+            axes = [u for u in cliques[c] if self.pot_cards[u] > 1]
+            table = np.ones([cards[u] for u in axes])
             with np.errstate(divide="ignore"):
-                log_table = np.zeros(shape)
+                log_table = np.zeros(table.shape)
                 for v in self.homes[c]:
-                    family = (v, *parents[v])
-                    order = sorted(range(len(family)), key=lambda i: members.index(family[i]))
-                    view = [1] * len(members)
-                    for i in order:
-                        view[members.index(family[i])] = cards[family[i]]
-                    factor = np.asarray(cpts[v])
-                    for i, u in enumerate(family):  # observed states of a row's own tree
-                        if u in self.fixed:
-                            factor = np.take(factor, [self.fixed[u]], axis=i)
-                    factor = np.transpose(factor, order).reshape(view)
+                    factor = self._factor(v, parents, cpts[v], axes)
                     table = table * factor
                     log_table = log_table + np.log(factor)
             lo, hi = self.pot_start[c], self.pot_start[c] + table.size
@@ -153,22 +146,33 @@ class _Arrays:
             logs[lo:hi] = log_table.ravel()
         return pot, logs, keep
 
+    def _factor(self, v: int, parents, cpt, axes: list[int]) -> np.ndarray:
+        """CPT of ``v`` at the fixed states, its axes put in ``axes`` order (size 1 where a
+        member of ``axes`` is not in the family)."""
+        family = (v, *parents[v])
+        table = np.asarray(cpt)[tuple(self.fixed[u] if u in self.fixed else slice(None)
+                                      for u in family)]
+        free = [u for u in family if u not in self.fixed]
+        table = np.transpose(table, sorted(range(len(free)), key=lambda i: axes.index(free[i])))
+        return table.reshape([table.shape[sorted(free, key=axes.index).index(u)]
+                              if u in free else 1 for u in axes])
+
     def clique_counts(self, pot_counts: np.ndarray, flat: np.ndarray, cliques, cards,
                       parents, cpt_start, keep) -> None:
         """Add the expected counts gathered per compiled clique entry to each CPT's counts."""
         for c in np.flatnonzero(keep >= 0):
-            members = cliques[c]
-            shape = [self.pot_cards[u] for u in members]
-            table = pot_counts[keep[c]:keep[c] + math.prod(shape)].reshape(shape)
+            axes = [u for u in cliques[c] if self.pot_cards[u] > 1]
+            size = math.prod(cards[u] for u in axes)
+            table = pot_counts[keep[c]:keep[c] + size].reshape([cards[u] for u in axes])
             for v in self.homes[c]:
                 family = (v, *parents[v])
-                axes = tuple(i for i, u in enumerate(members) if u not in family)
-                kept = [u for u in members if u in family]
-                summed = table.sum(axis=axes)
-                summed = np.transpose(summed, [kept.index(u) for u in family])
+                free = [u for u in family if u not in self.fixed]
+                summed = table.sum(axis=tuple(i for i, u in enumerate(axes) if u not in family))
+                kept = [u for u in axes if u in family]
+                summed = np.transpose(summed, [kept.index(u) for u in free])
                 full = np.zeros([cards[u] for u in family])
-                full[tuple(slice(self.fixed[u], self.fixed[u] + 1) if u in self.fixed
-                           else slice(None) for u in family)] = summed
+                full[tuple(self.fixed[u] if u in self.fixed else slice(None)
+                           for u in family)] = summed
                 flat[cpt_start[v]:cpt_start[v] + full.size] += full.ravel()
 
 

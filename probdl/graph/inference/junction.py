@@ -177,12 +177,16 @@ def build(cards: Sequence[int], parents: Sequence[Sequence[int]],
     parent = tuple(new_id[link[i]] if link[i] >= 0 else -1 for i in ordered)
     sizes = [math.prod(cards[u] for u in c) for c in cliques]
     family_home, home = [], []
+    sets = [set(c) for c in cliques]
+    holding: list[list[int]] = [[] for _ in cards]
+    for k, c in enumerate(cliques):
+        for u in c:
+            holding[u].append(k)
     for v in range(len(cards)):
         family = {v, *parents[v]}
-        holders = [k for k, c in enumerate(cliques) if family <= set(c)]
+        holders = [k for k in holding[v] if family <= sets[k]]
         family_home.append(min(holders, key=lambda k: (sizes[k], k)))
-        holding = [k for k, c in enumerate(cliques) if v in c]
-        home.append(min(holding, key=lambda k: (sizes[k], k)))
+        home.append(min(holding[v], key=lambda k: (sizes[k], k)))
     big = int(np.argmax(sizes)) if sizes else 0
     return JunctionTree(cliques, parent, tuple(family_home), tuple(home), kind, int(total),
                         int(max(sizes, default=0)), cliques[big] if cliques else ())

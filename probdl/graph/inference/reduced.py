@@ -56,17 +56,19 @@ def reduced_engine(engine, observed: np.ndarray, states: np.ndarray):
     sizes = [math.prod(engine.cards[u] for u in c) for c in cliques]
     family_home, home = [], []
     members = [set(c) for c in cliques]
+    holding: list[list[int]] = [[] for _ in range(n)]
+    for k, c in enumerate(cliques):
+        for u in c:
+            holding[u].append(k)
+    smallest = min(range(len(cliques)), key=lambda k: (sizes[k], k))
     for v in range(n):
-        holders = [k for k, c in enumerate(members) if set(groups[v]) <= c]
+        g = set(groups[v])
+        holders = [k for k in holding[groups[v][0]] if g <= members[k]] if g else [smallest]
         family_home.append(min(holders, key=lambda k: (sizes[k], k)))
     for v in range(n):
-        c = family_home[v]
-        for u in (v, *engine.parents[v]):
-            if u not in members[c]:
-                members[c].add(u)
-    for v in range(n):
-        holding = [k for k, c in enumerate(members) if v in c]
-        home.append(min(holding, key=lambda k: (sizes[k], k)) if hidden[v] else family_home[v])
+        home.append(min(holding[v], key=lambda k: (sizes[k], k)) if hidden[v] else
+                    family_home[v])
+        members[family_home[v]].update((v, *engine.parents[v]))
     final = tuple(tuple(sorted(c, key=lambda u: (engine.cards[u], u))) for c in members)
     big = int(np.argmax(sizes)) if sizes else 0
     reduced = JunctionTree(final, tree.parent, tuple(family_home), tuple(home),

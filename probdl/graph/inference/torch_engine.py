@@ -71,14 +71,20 @@ class TorchEngine:
         if factor_on is not None:  # barren CPTs left out: a table of ones stands in
             cpts = [c if on else torch.ones_like(c) for c, on in zip(cpts, factor_on,
                                                                     strict=True)]
+        # rows in blocks whose clique tables (kept for the downward pass) fit the budget
+        per_row = 8.0 * 2 * max(self.tree.total_size, 1)
+        step = max(1, int(memory_budget // per_row))
+        parts = []
         with torch.no_grad():
-            log_z, post = sum_product(self.base, cpts, states, hidden, soft,
-                                      want == "post", memory_budget)
-        out = {"log_z": log_z.cpu().numpy(), "post": np.zeros((0, int(self.columns[-1]))),
-               "counts": np.zeros(0)}
-        if post is not None:
-            out["post"] = post.cpu().numpy()
-        return out
+            for lo in range(0, max(len(states), 1), step):
+                part = slice(lo, lo + step)
+                parts.append(sum_product(self.base, cpts, states[part], hidden[part],
+                                         None if soft is None else soft[part],
+                                         want == "post", memory_budget))
+        log_z = torch.cat([p[0] for p in parts]).cpu().numpy()
+        post = (torch.cat([p[1] for p in parts]).cpu().numpy() if want == "post"
+                else np.zeros((0, int(self.columns[-1]))))
+        return {"log_z": log_z, "post": post, "counts": np.zeros(0)}
 
 
 def _lambdas(base: Engine, states, hidden, soft, like: torch.Tensor) -> list[torch.Tensor]:
