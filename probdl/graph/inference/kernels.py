@@ -59,6 +59,18 @@ def _collect_run(R, j0, tab, up, K, nch, g0, gp_off, idx, offs, pot, work):
     return lost
 
 
+@njit(cache=True, nogil=True)
+def _fixed_entry(c, r, cl_start, cl_var, states, pot_start, pot_cards):
+    """Where clique c's potential holds row r's states (every member fixed)."""
+    at = pot_start[c]
+    st = 1
+    for p in range(cl_start[c + 1] - cl_start[c] - 1, -1, -1):
+        v = cl_var[cl_start[c] + p]
+        at += (states[r, v] % pot_cards[v]) * st
+        st *= pot_cards[v]
+    return at
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _times(val, x, lg):
     """val * x (val + x with logarithms), and whether two non-zero factors lost digits."""
@@ -174,6 +186,15 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
         for c in range(m - 1, -1, -1):
             h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
                                    hidx, hcard)
+            if h == 0 and pot_start[c] >= 0 and not prune:
+                # nothing hidden: one potential entry; the children's messages are all 1
+                val = pot[_fixed_entry(c, r, cl_start, cl_var, states, pot_start, pot_cards)]
+                if (lg and val == -np.inf) or (not lg and val <= 0.0):
+                    dead = True
+                    break
+                total += val if lg else np.log(val)
+                work[up_off[c]] = 0.0 if lg else 1.0
+                continue
             T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
                             fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
                             gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start,
@@ -276,6 +297,15 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
         for c in range(m):
             h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
                                    hidx, hcard)
+            if h == 0 and pot_start[c] >= 0 and not prune:
+                # nothing hidden: the belief is 1, every message to a child is 1
+                for i in range(gr_start[c], gr_start[c + 1]):
+                    for q in range(gk_start[i], gk_start[i + 1]):
+                        work[dn_off[gk_list[q]]] = 0.0 if lg else 1.0
+                if with_counts and down == 1:
+                    at = _fixed_entry(c, r, cl_start, cl_var, states, pot_start, pot_cards)
+                    pot_counts[at] += weights[r]
+                continue
             T, K = _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start,
                             fa_var, fs_start, fa_stride, cpt_start, sep_start, sep_cpos,
                             gr_start, gk_start, gk_list, sep_ppos, S, base, pot_start,
