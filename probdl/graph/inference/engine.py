@@ -55,7 +55,8 @@ class _Arrays:
     """The junction tree laid out flat for the compiled passes (depends on structure only)."""
 
     def __init__(self, tree: JunctionTree, cards: Sequence[int],
-                 parents: Sequence[Sequence[int]], fixed: dict[int, int] | None = None) -> None:
+                 parents: Sequence[Sequence[int]], fixed: dict[int, int] | None = None,
+                 potentials: bool = True) -> None:
         cliques, parent = tree.cliques, tree.parent
         m = len(cliques)
         self.cl_start = _starts([len(c) for c in cliques])
@@ -103,7 +104,8 @@ class _Arrays:
         self.pot_cards = _ints(1 if v in self.fixed else k for v, k in enumerate(cards))
         self.pot_start = np.full(m, -1, dtype=np.int64)
         total = 0
-        for c in sorted(range(m), key=lambda c: math.prod(self.pot_cards[u] for u in cliques[c])):
+        for c in sorted(range(m) if potentials else [],
+                        key=lambda c: math.prod(self.pot_cards[u] for u in cliques[c])):
             size = math.prod(int(self.pot_cards[u]) for u in cliques[c])
             if size > POTENTIAL_MAX or total + size > POTENTIALS_TOTAL:
                 break
@@ -266,7 +268,7 @@ class Engine:
     def run(self, states: np.ndarray, hidden: np.ndarray, soft: np.ndarray | None = None,
             want: str = "post", weights: np.ndarray | None = None,
             factor_on: np.ndarray | None = None,
-            memory_budget: float = DEFAULT_MEMORY_BUDGET) -> dict:
+            memory_budget: float = DEFAULT_MEMORY_BUDGET, target: int | None = None) -> dict:
         """Sum-product for every row.
 
         Parameters
@@ -276,6 +278,8 @@ class Engine:
         want : "logz", "post" (posteriors of every variable, one-hot where observed) or
             "counts" (EM's expected counts of every CPT entry, weighted by ``weights``).
         factor_on : (n,) bool, optional: CPTs left out are barren or d-separated (queries).
+        target : optional, with "post": only this variable's posterior is wanted (rows on
+            their own tree are then rooted at its clique and collected only).
 
         Returns a dict with "log_z" (B,), and "post" (B, sum of cards) or "counts" (flat,
         :meth:`unflatten` splits it); log_z is -inf for rows of probability zero.
@@ -285,7 +289,7 @@ class Engine:
         heavy = self._heavy(states, hidden)
         if heavy.size:  # rows answered on trees triangulated for their own evidence
             return split_run(self, heavy, states, hidden, soft, want, weights, factor_on,
-                             memory_budget)
+                             memory_budget, target)
         b, cols = len(states), int(self.columns[-1])
         soft, soft_log = self._soft(soft, states, hidden)
         log_z = np.zeros(b)
@@ -300,8 +304,9 @@ class Engine:
             part = slice(lo, hi)
             failed = np.zeros(hi - lo, dtype=bool)
             p = post[part] if want == "post" else post
+            down = 4 if (target is not None and self.reduced and want == "post") else _WANT[want]
             self._call(states[part], hidden[part], soft[part] if soft.size else soft,
-                       weights[part], factor_on, False, False, _WANT[want], _NO_U,
+                       weights[part], factor_on, False, False, down, _NO_U,
                        log_z[part], p, counts, failed, _NO_ASSIGN, width)
             redo = np.flatnonzero(failed)
             if redo.size:  # near underflow: the same rows in logarithms
@@ -309,7 +314,7 @@ class Engine:
                 sub_z = np.zeros(redo.size)
                 sub_post = np.zeros((redo.size if want == "post" else 0, cols))
                 self._call(states[rows], hidden[rows], soft[rows] if soft.size else soft,
-                           weights[rows], factor_on, True, False, _WANT[want], _NO_U, sub_z,
+                           weights[rows], factor_on, True, False, down, _NO_U, sub_z,
                            sub_post, counts, np.zeros(redo.size, dtype=bool), _NO_ASSIGN,
                            width)
                 log_z[rows] = sub_z

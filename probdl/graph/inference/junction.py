@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HEURISTICS", "JunctionTree", "build", "elimination_order"]
+__all__ = ["HEURISTICS", "JunctionTree", "build", "elimination_order", "reroot"]
 
 HEURISTICS = ("min-fill", "weighted-min-fill", "min-degree", "min-weight")
 
@@ -149,6 +149,20 @@ def _tree_from_order(cards, parents, order):
     return members, link, kept
 
 
+def _roots_first(nodes, parent) -> list[int]:
+    """``nodes`` ordered roots first, every parent before its children (depth first)."""
+    children: dict[int, list[int]] = {i: [] for i in nodes}
+    roots = []
+    for i in nodes:
+        (children[parent[i]].append(i) if parent[i] >= 0 else roots.append(i))
+    ordered, queue = [], sorted(roots, reverse=True)
+    while queue:
+        i = queue.pop()
+        ordered.append(i)
+        queue.extend(sorted(children[i], reverse=True))
+    return ordered
+
+
 def build(cards: Sequence[int], parents: Sequence[Sequence[int]],
           heuristics: Sequence[str] = HEURISTICS) -> JunctionTree:
     """The junction tree of the smallest total clique size over ``heuristics``."""
@@ -161,16 +175,7 @@ def build(cards: Sequence[int], parents: Sequence[Sequence[int]],
         if best is None or total < best[0]:
             best = (total, kind, members, link, kept)
     total, kind, members, link, kept = best
-    # renumber: roots first, every parent before its children (breadth first from the roots)
-    children: dict[int, list[int]] = {i: [] for i in kept}
-    roots = []
-    for i in kept:
-        (children[link[i]].append(i) if link[i] >= 0 else roots.append(i))
-    ordered, queue = [], sorted(roots, reverse=True)
-    while queue:
-        i = queue.pop()
-        ordered.append(i)
-        queue.extend(sorted(children[i], reverse=True))
+    ordered = _roots_first(kept, link)
     new_id = {old: k for k, old in enumerate(ordered)}
     # members by (card, id): the largest-card hidden member is the fastest odometer digit
     cliques = tuple(tuple(sorted(members[i], key=lambda u: (cards[u], u))) for i in ordered)
@@ -190,3 +195,21 @@ def build(cards: Sequence[int], parents: Sequence[Sequence[int]],
     big = int(np.argmax(sizes)) if sizes else 0
     return JunctionTree(cliques, parent, tuple(family_home), tuple(home), kind, int(total),
                         int(max(sizes, default=0)), cliques[big] if cliques else ())
+
+
+def reroot(tree: JunctionTree, root: int) -> JunctionTree:
+    """The same tree with clique ``root`` as the root of its part (parent pointers reversed
+    on the path to the old root), renumbered so every parent precedes its children."""
+    parent = list(tree.parent)
+    prev, node = -1, root
+    while node >= 0:  # reverse the path root -> old root
+        up = parent[node]
+        parent[node] = prev
+        prev, node = node, up
+    ordered = _roots_first(range(len(parent)), parent)
+    new = {old: k for k, old in enumerate(ordered)}
+    return JunctionTree(tuple(tree.cliques[i] for i in ordered),
+                        tuple(new[parent[i]] if parent[i] >= 0 else -1 for i in ordered),
+                        tuple(new[c] if c >= 0 else -1 for c in tree.family_home),
+                        tuple(new[c] for c in tree.home), tree.heuristic, tree.total_size,
+                        tree.largest, tree.largest_clique)

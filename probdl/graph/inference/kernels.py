@@ -121,7 +121,9 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
     """Every row's passes. ``down``: 0 collect only (log P(e); max log P(x, e) with
     ``maxprod``), 1 also distribute (posteriors into ``post``, expected counts into
     ``counts``; either may be empty), 2 draw the hidden variables into ``assign`` with
-    ``uniforms`` (B, cliques), 3 with ``maxprod``: the MAP state into ``assign``.
+    ``uniforms`` (B, cliques), 3 with ``maxprod``: the MAP state into ``assign``, 4 the
+    posteriors of the roots' home variables only (a single query's tree is rooted at its
+    target's clique).
     ``maxprod`` needs ``lg`` (max-product runs on logarithms) and ``cpt`` holding logs.
     ``pot`` holds the compiled clique potentials (logs with ``lg``); expected counts of a
     clique with one go to ``pot_counts`` at its entries, the others' to ``counts``."""
@@ -295,6 +297,8 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
             continue
         # ---- distribute / walk back: parents (lower ids) first
         for c in range(m):
+            if down == 4 and cl_parent[c] >= 0:
+                continue  # the posteriors of the roots' home variables only
             h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
                                    hidx, hcard)
             if h == 0 and pot_start[c] >= 0 and not prune:
@@ -313,7 +317,7 @@ def run_rows(cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, s
             with_pot = pot_start[c] >= 0 and not prune
             nch = gr_start[c + 1] - gr_start[c]
             tab = tab_off[c]
-            if down >= 2:
+            if down == 2 or down == 3:
                 _choose(c, r, h, size, T, K, S, base, idx, digit, hidx, hcard, work, tab,
                         cl_start, cl_var, sep_start, sep_cpos, cl_parent, states, assign,
                         uniforms, down == 3, lg)

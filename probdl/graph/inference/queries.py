@@ -161,7 +161,8 @@ def query(bn, targets, evidence, soft_evidence, joint: bool, method: str, n: int
             table = tables[0]
         else:
             out = engine.run(states, hidden, soft, "post", factor_on=keep,
-                             memory_budget=bn.memory_budget)
+                             memory_budget=bn.memory_budget,
+                             target=idx[0] if len(idx) == 1 else None)
             log_z = out["log_z"]
             table = [out["post"][0, engine.columns[i]:engine.columns[i + 1]] for i in idx]
         _raise_if_impossible(log_z)

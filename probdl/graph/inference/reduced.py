@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .junction import JunctionTree, build
+from .junction import JunctionTree, build, reroot
 
 __all__ = ["REDUCE_PER_VARIABLE", "reduced_engine", "split_run", "split_walk"]
 
@@ -34,15 +34,19 @@ __all__ = ["REDUCE_PER_VARIABLE", "reduced_engine", "split_run", "split_walk"]
 REDUCE_PER_VARIABLE = 270.0
 
 
-def reduced_engine(engine, observed: np.ndarray, states: np.ndarray):
+def reduced_engine(engine, observed: np.ndarray, states: np.ndarray, factor_on=None,
+                   target: int | None = None):
     """An Engine (same CPTs) on a tree triangulated for one row's evidence: ``observed``
-    (n,) and the row's ``states`` (n,), whose observed values its potentials take."""
+    (n,) and the row's ``states`` (n,), whose observed values its potentials take; CPTs left
+    out by ``factor_on`` (a query's barren variables) are not in the tree at all; with
+    ``target``, the tree is rooted at the clique where its marginal is read."""
     # the engine's own classes (engine.py imports this module, so it is not imported here)
     engine_class, arrays_class = type(engine), type(engine.arrays)
     n = len(engine.cards)
     hidden = ~np.asarray(observed, dtype=bool)
     # the hidden members of every family must end up in one clique: one pseudo-family per CPT
-    groups = [[u for u in (v, *engine.parents[v]) if hidden[u]] for v in range(n)]
+    groups = [[u for u in (v, *engine.parents[v]) if hidden[u]]
+              if factor_on is None or factor_on[v] else [] for v in range(n)]
     cards = [k if hidden[v] else 1 for v, k in enumerate(engine.cards)]
     fake_parents: list[list[int]] = [[] for _ in range(n)]
     extra_cards = []
@@ -64,16 +68,22 @@ def reduced_engine(engine, observed: np.ndarray, states: np.ndarray):
     for v in range(n):
         g = set(groups[v])
         holders = [k for k in holding[groups[v][0]] if g <= members[k]] if g else [smallest]
-        family_home.append(min(holders, key=lambda k: (sizes[k], k)))
+        on = factor_on is None or factor_on[v]
+        family_home.append(min(holders, key=lambda k: (sizes[k], k)) if on else -1)
     for v in range(n):
+        if family_home[v] >= 0:
+            members[family_home[v]].update((v, *engine.parents[v]))
+        else:  # a CPT left out is not in the tree; its (fixed) variable just needs a clique
+            members[smallest].add(v)
         home.append(min(holding[v], key=lambda k: (sizes[k], k)) if hidden[v] else
-                    family_home[v])
-        members[family_home[v]].update((v, *engine.parents[v]))
+                    family_home[v] if family_home[v] >= 0 else smallest)
     final = tuple(tuple(sorted(c, key=lambda u: (engine.cards[u], u))) for c in members)
     big = int(np.argmax(sizes)) if sizes else 0
     reduced = JunctionTree(final, tree.parent, tuple(family_home), tuple(home),
                            tree.heuristic, int(sum(sizes)), int(max(sizes, default=1)),
                            final[big] if final else ())
+    if target is not None:
+        reduced = reroot(reduced, home[target])
     arrays = arrays_class(reduced, engine.cards, engine.parents, fixed=dict(zip(
         np.flatnonzero(~hidden).tolist(), states[~hidden].tolist(), strict=True)))
     return engine_class(reduced, arrays, engine.cards, engine.parents,
@@ -84,12 +94,15 @@ def _rows(soft, rows):
     return None if soft is None else np.asarray(soft, dtype=np.float64)[rows]
 
 
-def split_run(engine, heavy, states, hidden, soft, want, weights, factor_on, budget) -> dict:
-    """``engine.run`` with the ``heavy`` rows each on its own tree, the rest together."""
+def split_run(engine, heavy, states, hidden, soft, want, weights, factor_on, budget,
+              target=None) -> dict:
+    """``engine.run`` with the ``heavy`` rows each on its own tree, the rest together; with
+    ``target`` (one variable's posterior wanted) each tree is rooted at its clique and only
+    collected (the other posteriors are left out)."""
     light = np.setdiff1d(np.arange(len(states)), heavy)
     weights = np.ones(len(states)) if weights is None else np.asarray(weights, np.float64)
     out = engine.run(states[light], hidden[light], _rows(soft, light), want, weights[light],
-                     factor_on, budget)
+                     factor_on, budget, target)
     log_z = np.zeros(len(states))
     post = np.zeros((len(states) if want == "post" else 0, int(engine.columns[-1])))
     log_z[light] = out["log_z"]
@@ -98,9 +111,9 @@ def split_run(engine, heavy, states, hidden, soft, want, weights, factor_on, bud
     counts = out["counts"]
     for r in heavy:
         one = slice(r, r + 1)
-        own = reduced_engine(engine, ~hidden[r], states[r])
-        sub = own.run(states[one], hidden[one], _rows(soft, one), want, weights[one], factor_on,
-                      budget)
+        own = reduced_engine(engine, ~hidden[r], states[r], factor_on, target)
+        sub = own.run(states[one], hidden[one], _rows(soft, one), want, weights[one], None,
+                      budget, target)
         log_z[r] = sub["log_z"][0]
         if want == "post":
             post[r] = sub["post"][0]

@@ -299,3 +299,21 @@ def test_single_queries_on_a_rows_own_tree_match_the_networks_tree():
         patch.setattr(engine_module, "REDUCE_PER_VARIABLE", np.inf)
         shared = bn.query([target], evidence)[target].to_numpy()
     np.testing.assert_allclose(own, shared, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_single_queries_rooted_at_their_target_match_enumeration(seed, monkeypatch):
+    """A query on a row's own tree is rooted at its target's clique and only collected."""
+    monkeypatch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
+    bn = random_net(seed, n_vars=7, max_parents=3)
+    rng = np.random.default_rng(seed)
+    row = bn.sample(1, seed=seed).iloc[0]
+    vs = bn.variables
+    evidence = {v: row[v] for v in rng.choice(vs, size=2, replace=False)}
+    w = evidence_mask(bn, pd.Series(evidence))
+    for j, t in enumerate(vs):
+        if t in evidence:
+            continue
+        ref = w.sum(axis=tuple(a for a in range(len(vs)) if a != j))
+        np.testing.assert_allclose(bn.query([t], evidence)[t].to_numpy(), ref / ref.sum(),
+                                   atol=1e-12)
