@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 random, the latent variable's column dropped; 10 EM iterations, smoothing prior 1e-3 for both.
 KL: mean over observed variables that are not children of the latent of the mean over parent
 configurations of KL(true || learned) (children of the latent are skipped: its states may come out
-relabelled). probdl's time includes validation, de-duplication and compiling the contraction.
+relabelled). probdl's time includes validation, de-duplication and compiling the junction tree.
 
 {EM_HEADER}
 {chr(10).join(lines)}
