@@ -32,18 +32,26 @@ import pandas as pd
 
 from probdl.files import atomic_write
 from probdl.graph import BayesNet
-from probdl.graph.counts import NetSpec, decode_rows, forward_sample
+from probdl.graph.inference.sampling import draw
+from probdl.graph.learning.counts import NetSpec, decode_rows
 
 RESULTS = Path(__file__).resolve().parent / "results" / "em.md"
 CASES = [("alarm", "LVFAILURE"), ("child", "LungParench")]
 HIDDEN = ["HYPOVOLEMIA", "LVFAILURE", "STROKEVOLUME", "INTUBATION", "SHUNT"]
 
 
+def forward_codes(truth: BayesNet, n: int, seed: int) -> np.ndarray:
+    """``n`` forward-sampled rows of ``truth`` as codes (n, variables)."""
+    engine = truth.engine()
+    return draw(engine.cards, engine.parents, [truth.cpd(v) for v in truth.variables], n,
+                np.random.default_rng(seed))[0]
+
+
 def make_case(name: str, latent: str, n: int = 2000, missing: float = 0.2, seed: int = 0):
     """(true network, rows with 20% MCAR holes and the latent column dropped)."""
     truth = BayesNet.example(name)
     spec = NetSpec.from_network(truth)
-    codes = forward_sample(spec, {v: truth.cpd(v) for v in truth.variables}, n, seed=seed)
+    codes = forward_codes(truth, n, seed)
     codes[np.random.default_rng(seed + 1).random(codes.shape) < missing] = -1
     return truth, decode_rows(codes, spec, [v for v in truth.variables if v != latent])
 
@@ -152,7 +160,7 @@ def brier_ece(probs: np.ndarray, truth: np.ndarray, bins: int = 15) -> tuple[flo
 def imputation(n_rows: int, n_pgmpy: int):
     truth = BayesNet.example("alarm")
     spec = NetSpec.from_network(truth)
-    codes = forward_sample(spec, {v: truth.cpd(v) for v in truth.variables}, n_rows, seed=7)
+    codes = forward_codes(truth, n_rows, 7)
     complete = decode_rows(codes, spec, truth.variables)
     hidden = complete.assign(**{c: None for c in HIDDEN})
     truth.impute(hidden.iloc[:50])  # warm-up: imports and first compilation
@@ -267,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 random, the latent variable's column dropped; 10 EM iterations, smoothing prior 1e-3 for both.
 KL: mean over observed variables that are not children of the latent of the mean over parent
 configurations of KL(true || learned) (children of the latent are skipped: its states may come out
-relabelled). probdl's time includes validation, de-duplication and compiling the contraction.
+relabelled). probdl's time includes validation, de-duplication and compiling the junction tree.
 
 {EM_HEADER}
 {chr(10).join(lines)}

@@ -12,7 +12,8 @@ all. Each message says what was wrong, where (file, variable, row) and how to fi
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DataError", "InferenceError", "ModelError", "ProbdlError"]
+__all__ = ["CPTError", "CheckpointError", "DataError", "InferenceError", "ModelError",
+           "ProbdlError"]
 
 
 class ProbdlError(Exception):
@@ -25,6 +26,13 @@ class DataError(ProbdlError, ValueError):
 
 class ModelError(ProbdlError, ValueError):
     """A model is malformed: a cyclic graph, a CPT of the wrong shape, a bad configuration."""
+
+
+class CPTError(ModelError, DataError):
+    """A network's CPT is not a conditional distribution: a column that does not sum to 1 (beyond
+    the 1e-6 that rounding in network files explains), named with its variable and parent states.
+    It is both a :class:`ModelError` (the model is malformed) and a :class:`DataError` (the file
+    or arrays it came from are)."""
 
 
 class InferenceError(ProbdlError, ValueError):

@@ -19,7 +19,7 @@ import torch
 
 from probdl.bnn import BayesianCNN, load_model, train
 from probdl.errors import CheckpointError
-from probdl.graph.engine import single_thread  # one thread: runs comparable bit for bit
+from probdl.graph.inference.torch_engine import single_thread  # one thread: comparable runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

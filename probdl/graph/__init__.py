@@ -1,4 +1,4 @@
-"""Discrete Bayesian networks with a compiled, batched exact-inference engine.
+"""Discrete Bayesian networks with one compiled, batched junction-tree engine.
 
     from probdl.graph import BayesNet
     bn = BayesNet.example("alarm")
@@ -7,7 +7,10 @@
     post = bn.marginals(rows)                          # dict var -> (1000, k), one call
     best = bn.map(rows)                                # completed rows + log_prob
 
-``learn_structure`` (structure learning) is imported lazily from :mod:`probdl.graph.structure`.
+Layout: :mod:`.network` (BayesNet), :mod:`.io` and :mod:`.uai` (files), :mod:`.inference` (the
+one engine: a junction tree compiled once per network), :mod:`.learning` (counts, EM, structure
+learning), :mod:`.impute`. ``learn_structure`` is imported lazily from
+:mod:`probdl.graph.learning.structure`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ __all__ = ["BayesNet", "learn_structure"]
 
 def __getattr__(name: str) -> Any:
     if name == "learn_structure":
-        from .structure import learn_structure
+        from .learning.structure import learn_structure
 
         return learn_structure
     raise AttributeError(f"module 'probdl.graph' has no attribute {name!r}")

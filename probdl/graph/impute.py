@@ -7,10 +7,11 @@
     filled, probs = bn.impute(rows)          # probs["lung"]: (5, 2) P(lung | each row)
     draws, _ = bn.impute(rows, n_samples=3)  # three completed frames drawn from the posterior
 
-Every missing cell gets its exact posterior given the row's observed cells, from one batched
-contraction of the network per block of distinct rows (the posterior of variable v in row r is
-``lambda_v * d log P(row_r) / d lambda_v`` for the evidence vectors lambda). Variables of the
-network with no column in ``rows`` are summed out, except with ``joint=True`` (see :func:`impute`).
+Every missing cell gets its exact posterior given the row's observed cells from the network's
+engine (one junction-tree pass per distinct row); ``joint=True`` takes the engine's max-product
+MAP state (the same path as ``bn.map``) and ``n_samples`` its exact draws from each row's joint
+posterior (forward filtering on the tree, backward sampling). Variables of the network with no
+column in ``rows`` are summed out, except with ``joint=True`` (see :func:`impute`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from probdl.errors import DataError, InferenceError
-from probdl.graph.counts import BatchedNetwork, NetSpec, decode_rows, encode_rows
+from probdl.graph.learning.counts import NetSpec, decode_rows, encode_rows
 
 __all__ = ["impute", "posteriors"]
 
@@ -65,38 +66,38 @@ def impute(
     Raises
     ------
     DataError
-        Bad rows (see :func:`probdl.graph.counts.encode_rows`) or bad ``n_samples``.
+        Bad rows (see :func:`probdl.graph.learning.counts.encode_rows`) or bad ``n_samples``.
     InferenceError
         A row whose observed values have probability zero under ``bn``.
     """
     if n_samples is not None and (not isinstance(n_samples, (int, np.integer)) or n_samples < 1):
         raise DataError(f"n_samples must be a positive integer or None, got {n_samples!r}")
-    from probdl.graph.engine import single_thread
-
-    with single_thread():
-        return _impute(bn, rows, joint, n_samples, seed, batch_size)
-
-
-def _impute(bn, rows, joint, n_samples, seed, batch_size):
     spec = NetSpec.from_network(bn)
     codes = encode_rows(rows, spec, learning=False)
     columns = [str(c) for c in rows.columns]
     position = {v: i for i, v in enumerate(spec.variables)}
     holes = [c for c in columns if (codes[:, position[c]] < 0).any()]
-    cpts = _cpts_of(bn, spec)
-    network = BatchedNetwork(spec)
-    probs = posteriors(network, cpts, codes, holes, batch_size)
-
+    engine = bn.engine("cpu")
+    unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    states, hidden = np.maximum(unique, 0), unique < 0
+    probs = posteriors(bn, codes, holes, batch_size)
     if n_samples is not None:
         rng = np.random.default_rng(seed)
         draws = []
         for _ in range(int(n_samples)):
-            sampled = _sample_completion(network, cpts, codes, holes, rng, batch_size)
+            drawn = _in_blocks(
+                lambda s, h: engine.sample(s, h, rng, memory_budget=bn.memory_budget),
+                np.maximum(codes, 0), codes < 0, batch_size)
+            sampled = np.where(codes < 0, drawn, codes)
             draws.append(_frame(rows, sampled, spec, columns))
         return draws, probs
     completed = codes.copy()
     if joint:
-        best = _joint_map(network, cpts, codes, batch_size)
+        _check_possible(_log_z(engine, states, hidden, batch_size, bn.memory_budget),
+                        unique, spec)
+        best = _in_blocks(lambda s, h: engine.map(s, h, memory_budget=bn.memory_budget)[1],
+                          states, hidden, batch_size)[inverse]
         for c in holes:
             j = position[c]
             completed[:, j] = np.where(codes[:, j] < 0, best[:, j], codes[:, j])
@@ -107,135 +108,47 @@ def _impute(bn, rows, joint, n_samples, seed, batch_size):
     return _frame(rows, completed, spec, columns), probs
 
 
-def posteriors(
-    network: BatchedNetwork,
-    cpts: dict[str, np.ndarray],
-    codes: np.ndarray,
-    targets: list[str],
-    batch_size: int = 4096,
-) -> dict[str, np.ndarray]:
-    """P(target | observed part of each row), (B, k) per target, for rows given as codes."""
-    import torch
-
-    spec = network.spec
-    position = {v: i for i, v in enumerate(spec.variables)}
-    out = {t: np.zeros((len(codes), len(spec.states[t]))) for t in targets}
+def posteriors(bn: Any, codes: np.ndarray, targets: list[str],
+               batch_size: int = 4096) -> dict[str, np.ndarray]:
+    """P(target | observed part of each row), (B, k) per target, for rows given as codes
+    (``bn.variables`` order, -1 where missing); distinct rows are answered once."""
+    engine = bn.engine("cpu")
+    out = {}
     if not targets:
         return out
     unique, inverse = np.unique(codes, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    theta = [torch.from_numpy(np.asarray(cpts[v], dtype=np.float64)) for v in spec.variables]
-    wanted = {position[t] for t in targets}
-    result = {t: np.empty((len(unique), len(spec.states[t]))) for t in targets}
-    for start in range(0, len(unique), batch_size):
-        block = unique[start:start + batch_size]
-        evidence = _evidence(block, spec)
-        for j in wanted:
-            evidence[j].requires_grad_(True)
-        log_p = network.log_prob(theta, evidence)
-        _check_possible(log_p, block, spec)
-        log_p.sum().backward()
-        for t in targets:
-            lam = evidence[position[t]]
-            result[t][start:start + len(block)] = (lam.detach() * lam.grad).numpy()
+    states, hidden = np.maximum(unique, 0), unique < 0
+    post = np.zeros((len(unique), int(engine.columns[-1])))
+    log_z = np.zeros(len(unique))
+    for lo in range(0, len(unique), batch_size):
+        part = slice(lo, lo + batch_size)
+        result = engine.run(states[part], hidden[part], want="post",
+                            memory_budget=bn.memory_budget)
+        post[part], log_z[part] = result["post"], result["log_z"]
+    _check_possible(log_z, unique, NetSpec.from_network(bn))
     for t in targets:
-        post = result[t] / result[t].sum(axis=1, keepdims=True)
-        out[t] = post[inverse]
+        j = engine.position[t]
+        out[t] = post[:, engine.columns[j]:engine.columns[j + 1]][inverse]
     return out
 
 
-def _joint_map(network, cpts, codes, batch_size) -> np.ndarray:
-    """Most probable joint state of all unobserved variables per row, as codes (B, V)."""
-    import torch
-
-    spec = network.spec
-    with np.errstate(divide="ignore"):
-        log_theta = [torch.from_numpy(np.log(np.asarray(cpts[v], dtype=np.float64)))
-                     for v in spec.variables]
-    best = np.empty_like(codes)
-    for start in range(0, len(codes), batch_size):
-        block = codes[start:start + batch_size]
-        with np.errstate(divide="ignore"):
-            log_evidence = [torch.log(e).requires_grad_(True) for e in _evidence(block, spec)]
-        value = _max_log_prob(network, log_theta, log_evidence)
-        _check_possible(value, block, spec)
-        value.sum().backward()
-        best[start:start + len(block)] = np.stack(
-            [e.grad.argmax(dim=1).numpy() for e in log_evidence], axis=1
-        )
-    return best
+def _in_blocks(step, states: np.ndarray, hidden: np.ndarray, batch_size: int) -> np.ndarray:
+    """``step(states, hidden)`` -> (rows, n) codes, over blocks of ``batch_size`` rows."""
+    parts = [step(states[lo:lo + batch_size], hidden[lo:lo + batch_size])
+             for lo in range(0, len(states), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros_like(states)
 
 
-def _max_log_prob(network: BatchedNetwork, log_cpts: list[Any], log_evidence: list[Any]) -> Any:
-    """``max over unobserved states of log P(all variables)`` per row, (B,), in log space.
-
-    Each elimination keeps one maximizing index (``torch.max``), so the gradient with
-    respect to ``log_evidence`` is one-hot at a joint MAP state, consistent across variables.
-    """
-    operands = [(t, term, False) for t, term in zip(log_cpts, network.terms, strict=False)]
-    operands += [
-        (e, term, True)
-        for e, term in zip(log_evidence, network.terms[len(log_cpts):], strict=True)
-    ]
-    batch = log_evidence[0].shape[0]
-    for positions, kept in network.steps:
-        picked = [operands[p] for p in positions]
-        for p in sorted(positions, reverse=True):
-            operands.pop(p)
-        union = sorted({i for _, term, _ in picked for i in term})
-        dropped = [i for i in union if i not in kept]
-        order = list(kept) + dropped
-        batched = any(b for _, _, b in picked)
-        acc = None
-        for t, term, b in picked:
-            aligned = _align(t, term, b, order, batched, batch)
-            acc = aligned if acc is None else acc + aligned
-        lead = 1 if batched else 0
-        shape = acc.shape[: lead + len(kept)]
-        acc = acc.reshape(*shape, -1).max(dim=-1).values
-        operands.append((acc, tuple(kept), batched))
-    total = operands[0][0]
-    for t, _, _ in operands[1:]:
-        total = total + t
-    return total
+def _log_z(engine, states, hidden, batch_size, budget) -> np.ndarray:
+    parts = [engine.run(states[lo:lo + batch_size], hidden[lo:lo + batch_size], want="logz",
+                        memory_budget=budget)["log_z"]
+             for lo in range(0, len(states), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _align(tensor: Any, term: tuple[int, ...], batched: bool, order: list[int],
-           out_batched: bool, batch: int) -> Any:
-    """View ``tensor`` (indices ``term``) broadcastable to indices ``order`` (batch first)."""
-    source = (["batch"] if batched else []) + list(term)
-    target = (["batch"] if out_batched else []) + list(order)
-    perm = [source.index(i) for i in target if i in source]
-    moved = tensor.permute(*perm) if perm != list(range(len(perm))) else tensor
-    shape = [moved.shape[[i for i in target if i in source].index(i)] if i in source else 1
-             for i in target]
-    return moved.reshape(shape)
-
-
-def _sample_completion(network, cpts, codes, holes, rng, batch_size) -> np.ndarray:
-    """One draw from the joint posterior of the missing cells: column by column, each from its
-    posterior given the observed cells and the cells drawn before it."""
-    spec = network.spec
-    position = {v: i for i, v in enumerate(spec.variables)}
-    current = codes.copy()
-    for c in holes:
-        j = position[c]
-        missing = np.flatnonzero(current[:, j] < 0)
-        post = posteriors(network, cpts, current[missing], [c], batch_size)[c]
-        cdf = np.cumsum(post, axis=1)
-        draw = (rng.random(len(missing))[:, None] * cdf[:, -1:] >= cdf).sum(axis=1)
-        current[missing, j] = np.minimum(draw, post.shape[1] - 1)
-    return current
-
-
-def _evidence(codes: np.ndarray, spec: NetSpec) -> list[Any]:
-    from probdl.graph.em import evidence_tensors
-
-    return evidence_tensors(codes, spec)
-
-
-def _check_possible(log_p: Any, block: np.ndarray, spec: NetSpec) -> None:
-    impossible = np.flatnonzero(~np.isfinite(log_p.detach().numpy()))
+def _check_possible(log_z: np.ndarray, block: np.ndarray, spec: NetSpec) -> None:
+    impossible = np.flatnonzero(~np.isfinite(log_z))
     if impossible.size:
         row = block[impossible[0]]
         seen = {v: spec.states[v][row[j]] for j, v in enumerate(spec.variables) if row[j] >= 0}
@@ -243,12 +156,6 @@ def _check_possible(log_p: Any, block: np.ndarray, spec: NetSpec) -> None:
             f"{impossible.size} row(s) have probability zero under the network, e.g. the row "
             f"with observed values {seen}; check the data or fit the network with prior > 0"
         )
-
-
-def _cpts_of(bn: Any, spec: NetSpec) -> dict[str, np.ndarray]:
-    if hasattr(bn, "cpd") and not hasattr(bn, "get_cpds"):
-        return {v: np.array(bn.cpd(v), dtype=np.float64) for v in spec.variables}
-    return {v: bn.get_cpds(v).get_values().reshape(spec.shape(v)) for v in spec.variables}
 
 
 def _frame(rows: pd.DataFrame, codes: np.ndarray, spec: NetSpec, columns: list[str]):

@@ -6,8 +6,11 @@
     bn.marginals(bn.sample(100, seed=0).assign(lung=float("nan")))["lung"].shape   # (100, 2)
 
 A network is immutable: its CPTs are read-only numpy arrays (``cpd(v)`` has shape
-(k_v, k_parent1, ...), parents in ``parents(v)`` order) and no query changes it. Query methods
-live in :mod:`probdl.graph.queries`, file formats in :mod:`probdl.graph.io`.
+(k_v, k_parent1, ...), parents in ``parents(v)`` order) and no query changes it. CPT columns
+within 1e-6 of summing to 1 (bnlearn files round their entries) are divided by their sum, so
+every exact path answers the same distribution. Queries are answered by one compiled engine
+per network and device (:mod:`probdl.graph.inference`); file formats live in
+:mod:`probdl.graph.io`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 import pandas as pd
-import torch
 
-from ..errors import InferenceError, ModelError
-from . import io, queries
-from .engine import DEFAULT_MEMORY_BUDGET, CptList
-from .plan import Structure
+from ..errors import CPTError, InferenceError, ModelError
+from . import io
+from .inference import queries
+from .inference.engine import DEFAULT_MEMORY_BUDGET, Engine
 
 __all__ = ["BayesNet"]
 
@@ -44,10 +46,11 @@ class BayesNet:
     Attributes
     ----------
     memory_budget : float
-        Bytes a single contraction may use (default 2 GiB); larger batches are sliced, larger
-        single rows raise :class:`~probdl.errors.InferenceError`.
-    device : torch.device
-        Where the engine runs (``"cpu"`` or ``"cuda"``).
+        Bytes the engine may use for one batch (default 2 GiB); rows are processed in blocks
+        that fit, and a row whose cliques alone exceed it raises
+        :class:`~probdl.errors.InferenceError` naming the clique (``method="sampling"`` helps).
+    device : str or torch.device
+        Where the engine runs: ``"cpu"`` (compiled loops) or a CUDA device (torch).
     """
 
     def __init__(self, states: Mapping[str, Sequence[Any]],
@@ -56,8 +59,8 @@ class BayesNet:
         self.name = name  # written into BIF/XMLBIF files; None: the file's stem
         self._pgmpy_states: dict[str, list] = {}  # from_pgmpy's labels when not all str
         self.memory_budget: float = DEFAULT_MEMORY_BUDGET
-        self.device = torch.device("cpu")
-        self._tensor_cache: dict = {}  # torch copies of the CPTs per (device, dtype)
+        self.device = "cpu"
+        self._engines: dict[str, Any] = {}  # one compiled engine per device
         names = [str(v) for v in states]
         if len(set(names)) != len(names):
             raise ModelError(f"duplicate variable names in {names}")
@@ -92,9 +95,6 @@ class BayesNet:
             self._cpts[v] = self._check_cpt(v, cpts[v])
         self._index = {v: i for i, v in enumerate(self._variables)}
         self._state_index = {v: {s: i for i, s in enumerate(ss)} for v, ss in self._states.items()}
-        self._structure = Structure(
-            tuple(len(self._states[v]) for v in self._variables),
-            tuple(tuple(self._index[p] for p in self._parents[v]) for v in self._variables))
 
     def _check_cpt(self, v: str, table: Any) -> np.ndarray:
         shape = (len(self._states[v]), *[len(self._states[p]) for p in self._parents[v]])
@@ -115,9 +115,15 @@ class BayesNet:
         sums = arr.sum(axis=0)
         if np.abs(sums - 1).max(initial=0) > _TOL:
             bad = np.unravel_index(np.abs(sums - 1).argmax(), sums.shape)
-            raise ModelError(f"CPT of {v!r}: column {tuple(int(i) for i in bad)} (parent states "
-                             f"of {self._parents[v]}) sums to {sums[bad]:.8g}, not 1 (tolerance "
-                             f"{_TOL}); normalize it over the variable's states (axis 0)")
+            named = ", ".join(f"{p}={self._states[p][i]}"
+                              for p, i in zip(self._parents[v], bad, strict=True))
+            named = named or "no parents"
+            raise CPTError(f"CPT of {v!r}: column {tuple(int(i) for i in bad)} ({named}) sums "
+                           f"to {sums[bad]:.8g}, not 1 (tolerance {_TOL}); normalize it over "
+                           f"the variable's states (axis 0)")
+        # rounding in network files (columns off by up to 1e-7): divide so every exact path sees
+        # one distribution; sums within float error of 1 stay as given (round trips are exact)
+        arr = np.where(np.abs(sums - 1) > 1e-12, arr / sums, arr)
         arr.setflags(write=False)
         return arr
 
@@ -183,7 +189,7 @@ class BayesNet:
 
     def parents(self, var: str) -> list[str]:
         """Parents of ``var`` in CPT axis order."""
-        return list(self._parents[self._check_var(var)])
+        return list(self._parents[self.check_variable(var)])
 
     def cpd(self, var: str, frame: bool = False) -> np.ndarray | pd.DataFrame:
         """The CPT of ``var``, shape (k_var, k_parent1, ...), read-only.
@@ -193,7 +199,7 @@ class BayesNet:
         states, a MultiIndex over several parents, named after them); a variable without
         parents has the single column ``P(var)``. Each column sums to 1.
         """
-        table = self._cpts[self._check_var(var)]
+        table = self._cpts[self.check_variable(var)]
         if not frame:
             return table
         parents = self._parents[var]
@@ -205,14 +211,15 @@ class BayesNet:
         return pd.DataFrame(table.reshape(len(self._states[var]), -1),
                             index=pd.Index(self._states[var], name=var), columns=columns)
 
-    def _series_index(self, var: str) -> pd.Index:
+    def series_index(self, var: str) -> pd.Index:
         """The states of ``var`` as a pandas Index (built once: queries return many Series)."""
         cache = self.__dict__.setdefault("_index_cache", {})
         if var not in cache:
             cache[var] = pd.Index(self._states[var], name=var)
         return cache[var]
 
-    def _check_var(self, var: str) -> str:
+    def check_variable(self, var: str) -> str:
+        """``var`` if it is a variable of the network, else an InferenceError listing them."""
         if var not in self._index:
             raise InferenceError(f"unknown variable {var!r}; the network's variables are "
                                  f"{self._variables}")
@@ -222,44 +229,27 @@ class BayesNet:
         edges = self._graph.number_of_edges()
         return f"BayesNet({len(self._variables)} variables, {edges} edges)"
 
-    def _torch_cpts(self, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
-        key = (str(device), dtype)
-        if key not in self._tensor_cache:
-            self._tensor_cache[key] = CptList(
-                torch.as_tensor(np.array(self._cpts[v]), dtype=dtype, device=device)
-                for v in self._variables)
-        return self._tensor_cache[key]
+    def engine(self, device: Any = None) -> Engine:
+        """The network compiled for ``device`` (default ``self.device``), built on first use and
+        kept: its junction tree (``engine.tree``) and every cache of the queries live there."""
+        key = str(device if device is not None else self.device)
+        if key not in self._engines:
+            cards = [len(self._states[v]) for v in self._variables]
+            parents = [[self._index[p] for p in self._parents[v]] for v in self._variables]
+            cpts = [self._cpts[v] for v in self._variables]
+            if key == "cpu":
+                self._engines[key] = Engine.compile(cards, parents, cpts, self._variables)
+            else:
+                from .inference.torch_engine import TorchEngine
+                base = self.engine("cpu")
+                self._engines[key] = TorchEngine(base, key)
+        return self._engines[key]
 
     # ------------------------------------------------------------------ evidence
-    def _soft_tensors(self, soft: Mapping[str, Any] | None, batch: int, dtype: torch.dtype,
-                      device: torch.device) -> dict[int, torch.Tensor]:
-        out: dict[int, torch.Tensor] = {}
-        for var, vec in (soft or {}).items():
-            var = self._check_var(var)
-            k = len(self._states[var])
-            try:
-                arr = np.asarray(vec, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise InferenceError(f"soft evidence for {var!r} must be numbers (a "
-                                     f"likelihood per state), got {vec!r}") from None
-            if arr.ndim == 1:
-                arr = np.broadcast_to(arr, (batch, arr.shape[0]))
-            if arr.ndim != 2 or arr.shape != (batch, k):
-                raise InferenceError(
-                    f"soft evidence for {var!r} must have shape ({k},) or ({batch}, {k}) "
-                    f"(states {self._states[var]}); got {np.shape(vec)}")
-            if np.isnan(arr).any() or (arr < 0).any():
-                raise InferenceError(f"soft evidence for {var!r} has negative or NaN entries")
-            zero = np.flatnonzero(arr.sum(1) <= 0)
-            if zero.size:
-                raise InferenceError(f"soft evidence for {var!r} is all zeros in row "
-                                     f"{int(zero[0])}; a likelihood needs a positive entry")
-            out[self._index[var]] = torch.as_tensor(np.array(arr), dtype=dtype,
-                                                    device=device)
-        return out
-
-    def _encode(self, rows) -> tuple[np.ndarray, np.ndarray]:
-        """Rows (DataFrame or dict) -> state indices (B, n) and observed mask (B, n)."""
+    def encode(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (DataFrame or dict) -> state indices (B, n) in ``variables`` order (0 where
+        unobserved) and the observed mask (B, n); unknown names and labels raise
+        InferenceError naming them."""
         if isinstance(rows, dict):
             return self._encode_case(rows)
         frame = queries.as_frame(rows)
@@ -338,9 +328,14 @@ class BayesNet:
         """
         return queries.query(self, targets, evidence, soft_evidence, joint, method, n, seed)
 
-    def marginals(self, rows, soft_evidence=None) -> dict[str, np.ndarray]:
-        """P(X | row) for every variable X and row: dict var -> numpy (B, k)."""
-        return queries.marginals(self, rows, soft_evidence)
+    def marginals(self, rows, soft_evidence=None, method: str = "exact", n: int = 2_000,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+        """P(X | row) for every variable X and row: dict var -> numpy (B, k).
+
+        ``method="sampling"`` estimates them by likelihood weighting with ``n`` samples per
+        row, for networks whose cliques exceed the memory budget.
+        """
+        return queries.marginals(self, rows, soft_evidence, method, n, seed)
 
     def log_likelihood(self, rows) -> np.ndarray:
         """log P(observed part of each row), numpy (B,)."""
@@ -352,12 +347,13 @@ class BayesNet:
 
     def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
         """``n`` rows drawn by forward sampling, states as labels."""
-        from .sampling import forward_sample
+        from .inference.sampling import forward_sample
         return forward_sample(self, n, seed)
 
     def fit(self, rows, **kwargs) -> BayesNet:
-        """Fit the CPTs to rows with missing cells by EM: see :func:`probdl.graph.em.fit`."""
-        from .em import fit
+        """Fit the CPTs to rows with missing cells by EM: see
+        :func:`probdl.graph.learning.em.fit`."""
+        from .learning.em import fit
         return fit(self, rows, **kwargs)
 
     def impute(self, rows, **kwargs):

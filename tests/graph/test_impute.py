@@ -12,9 +12,9 @@ from probdl.errors import DataError, InferenceError
 from probdl.graph import BayesNet
 
 try:  # tests/graph may or may not be a package
-    from .test_em import _joint, _random_net, _sample
+    from .learning.test_em import _joint, _random_net, _sample
 except ImportError:
-    from test_em import _joint, _random_net, _sample
+    from learning.test_em import _joint, _random_net, _sample
 
 
 def _brute_posterior(bn: BayesNet, row: pd.Series):

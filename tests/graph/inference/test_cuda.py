@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from probdl.graph import BayesNet
-from probdl.graph.engine import log_evidence
+from probdl.graph.inference.torch_engine import log_evidence
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -25,7 +25,7 @@ def test_cuda_matches_cpu():
     np.testing.assert_allclose(gpu.log_likelihood(rows), bn.log_likelihood(rows), atol=1e-10)
     assert (gpu.map(rows.iloc[:50]) == bn.map(rows.iloc[:50])).drop(columns="log_prob").all().all()
     cpts = [torch.tensor(bn.cpd(v), device="cuda", requires_grad=True) for v in bn.variables]
-    states, observed = bn._encode(rows)
+    states, observed = bn.encode(rows)
     logp = log_evidence(bn, states, ~observed, cpts)
     logp.sum().backward()
     assert all(bool(torch.isfinite(c.grad).all()) for c in cpts)

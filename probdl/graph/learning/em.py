@@ -9,9 +9,10 @@
 
 EM alternates an E-step, the expected count of every family (a variable with its parents) given
 each row's observed part, and an M-step, the counts plus the prior's pseudo-counts normalized
-over each CPT column. The E-step is one batched contraction of the network per block of distinct
-rows: with the CPTs ``theta`` as leaves of the autograd graph, the expected counts are
-``theta * d(sum_r w_r log P(row_r))/d theta``, one backward pass for all families and rows.
+over each CPT column. The E-step runs the inference engine's junction tree over the distinct
+rows (each weighted by how often it occurs): a family's expected counts are
+sum_r w_r P(family | row r), read from the calibrated clique where its CPT is multiplied. The
+tree is compiled once per fit; each iteration only puts new CPT values in.
 """
 
 from __future__ import annotations
@@ -23,18 +24,15 @@ import numpy as np
 
 from probdl import distributed as ddp
 from probdl.errors import DataError
-from probdl.graph.counts import (
-    BatchedNetwork,
+from probdl.graph.inference.engine import Engine
+from probdl.graph.learning.counts import (
     NetSpec,
     encode_rows,
     family_counts,
-    needs_rescaling,
     normalize,
     pseudo_counts,
     unique_rows,
 )
-from probdl.graph.engine import single_thread
-from probdl.graph.local import answerable, expected_counts
 
 __all__ = ["fit"]
 
@@ -105,7 +103,8 @@ def fit(
     Raises
     ------
     DataError
-        Bad rows or latent declarations (see :func:`probdl.graph.counts.encode_rows`); holes with
+        Bad rows or latent declarations (see :func:`probdl.graph.learning.counts.encode_rows`);
+        holes with
         method "mle"/"bayes"; a family without support in the data when ``prior`` is 0.
     """
     if method not in _METHODS:
@@ -136,26 +135,25 @@ def fit(
         return _build(bn, spec, cpts, history=[loglik + _log_prior(cpts, alpha)],
                       loglik=loglik, n_iter=0, converged=True)
 
-    with single_thread():
-        if ddp.resolve(distributed):  # each rank E-steps a block of the rows
-            mine = ddp.shard_frame(unique), ddp.shard_frame(weight)
-            engine = ddp.SumOverRanks(_Estep(spec, *mine, batch_size, template=bn))
-        else:
-            engine = _Estep(spec, unique, weight, batch_size, template=bn)
-        base = family_counts(unique, weight, spec)
-        # a column entirely missing is as hidden as a latent one: its families need the
-        # asymmetric start too
-        hidden = set(latent) | {v for j, v in enumerate(spec.variables)
-                                if (unique[:, j] < 0).all()}
-        best = None
-        for restart in range(n_restarts):
-            start = _starting_point(spec, base, hidden, np.random.default_rng([seed, restart]),
-                                    noise=0.0 if restart == 0 else 0.5)
-            if restart == 0 and init is not None:
-                start = _initial_cpts(init, spec)
-            run = _run_em(engine, spec, start, alpha, max_iter, tol, progress)
-            if best is None or run[1][-1] > best[1][-1]:
-                best = run
+    if ddp.resolve(distributed):  # each rank E-steps a block of the rows
+        mine = ddp.shard_frame(unique), ddp.shard_frame(weight)
+        engine = ddp.SumOverRanks(_Estep(spec, *mine, batch_size))
+    else:
+        engine = _Estep(spec, unique, weight, batch_size)
+    base = family_counts(unique, weight, spec)
+    # a column entirely missing is as hidden as a latent one: its families need the
+    # asymmetric start too
+    hidden = set(latent) | {v for j, v in enumerate(spec.variables)
+                            if (unique[:, j] < 0).all()}
+    best = None
+    for restart in range(n_restarts):
+        start = _starting_point(spec, base, hidden, np.random.default_rng([seed, restart]),
+                                noise=0.0 if restart == 0 else 0.5)
+        if restart == 0 and init is not None:
+            start = _initial_cpts(init, spec)
+        run = _run_em(engine, spec, start, alpha, max_iter, tol, progress)
+        if best is None or run[1][-1] > best[1][-1]:
+            best = run
     cpts, history, loglik, converged = best
     return _build(bn, spec, cpts, history=history, loglik=loglik,
                   n_iter=len(history) - 1, converged=converged)
@@ -184,140 +182,39 @@ def _run_em(engine, spec, cpts, alpha, max_iter, tol, progress):
 
 
 class _Estep:
-    """Expected family counts and the log-likelihood of the distinct rows, block by block.
+    """Expected family counts and the log-likelihood of the distinct rows, block by block, on
+    one junction tree compiled for the fitted layout (latent states included)."""
 
-    Rows are grouped by missingness pattern: rows of a pattern shared by at least
-    ``MIN_GROUP`` distinct rows go through the BayesNet engine's per-pattern contraction (the
-    observed axes of the CPTs gathered away, e.g. rows missing only a latent column); the rest
-    (holes at random: nearly every row its own pattern) share one pattern-free contraction.
-    """
-
-    _CACHE_BYTES = 256 * 2**20  # keep evidence between iterations while it is this small
-    MIN_GROUP = 16
-
-    def __init__(self, spec: NetSpec, unique: np.ndarray, weight: np.ndarray, batch_size: int,
-                 template: Any = None):
+    def __init__(self, spec: NetSpec, unique: np.ndarray, weight: np.ndarray, batch_size: int):
         self.spec = spec
-        self.network = BatchedNetwork(spec)
-        # rows whose hidden variables form small independent components are counted by
-        # enumeration (local.py); which rows those are depends on the structure only
-        self.local, unique, weight = _local_rows(spec, unique, weight)
-        _, inverse, sizes = np.unique(unique < 0, axis=0, return_inverse=True,
-                                      return_counts=True)
-        inverse = inverse.reshape(-1)
-        shared = sizes[inverse] >= self.MIN_GROUP
-        self.grouped = _pattern_engine(template, spec) if shared.any() else None
-        if self.grouped is None:
-            shared[:] = False
-        order = np.argsort(inverse[shared], kind="stable")  # whole patterns stay together
-        self.blocks = [
-            (codes[i:i + batch_size], w[i:i + batch_size], kind)
-            for codes, w, kind in (
-                (unique[shared][order], weight[shared][order], "pattern"),
-                (unique[~shared], weight[~shared], "free"),
-            )
-            for i in range(0, len(codes), batch_size)
-        ]
-        width = sum(len(s) for s in spec.states.values())
-        self.cache = int((~shared).sum()) * width * 8 <= self._CACHE_BYTES
-        self.evidence = [
-            evidence_tensors(codes, spec) if self.cache and kind == "free" else None
-            for codes, _, kind in self.blocks
-        ]
-
-    def _log_prob(self, theta, codes, b, kind, rescale):
-        if kind == "pattern":
-            network, log_evidence = self.grouped
-            return log_evidence(network, np.maximum(codes, 0), codes < 0, theta)
-        evidence = self.evidence[b] if self.cache else evidence_tensors(codes, self.spec)
-        return self.network.log_prob(theta, evidence, rescale=rescale)
+        index = {v: j for j, v in enumerate(spec.variables)}
+        cards = [len(spec.states[v]) for v in spec.variables]
+        parents = [[index[p] for p in spec.parents[v]] for v in spec.variables]
+        uniform = [np.full(spec.shape(v), 1.0 / spec.shape(v)[0]) for v in spec.variables]
+        self.engine = Engine.compile(cards, parents, uniform, list(spec.variables))
+        self.states = np.maximum(unique, 0)
+        self.hidden = unique < 0
+        self.weight = weight
+        self.batch_size = batch_size
 
     def __call__(self, cpts: Mapping[str, np.ndarray], need_counts: bool):
-        import torch
-
         names = self.spec.variables
-        counts = {v: np.zeros(self.spec.shape(v)) for v in names}
-        rescale = needs_rescaling([cpts[v] for v in names])
+        engine = self.engine.with_cpts([cpts[v] for v in names])
+        flat = np.zeros(engine.flat.size)
         loglik = 0.0
-        if self.local is not None:
-            tables, states, observed, weight = self.local
-            tables.set_cpts([cpts[v] for v in names])
-            _, log_z, flat = expected_counts(tables, states, observed, weight)
-            loglik += float(np.dot(weight, log_z))
-            for j, v in enumerate(names):
-                size = counts[v].size
-                counts[v] += flat[tables.start[j]:tables.start[j] + size].reshape(counts[v].shape)
-        for b, (codes, weight, kind) in enumerate(self.blocks):
-            theta = [torch.tensor(cpts[v], requires_grad=need_counts) for v in names]
-            with torch.set_grad_enabled(need_counts):
-                log_p = self._log_prob(theta, codes, b, kind, rescale)
-                total = (log_p * torch.from_numpy(weight)).sum()
+        for lo in range(0, len(self.states), self.batch_size):
+            part = slice(lo, lo + self.batch_size)
+            out = engine.run(self.states[part], self.hidden[part],
+                             want="counts" if need_counts else "logz", weights=self.weight[part])
+            loglik += float(np.dot(self.weight[part], out["log_z"]))
             if need_counts:
-                total.backward()
-                for v, t in zip(names, theta, strict=True):
-                    counts[v] += (t.detach() * t.grad).numpy()
-            loglik += float(total.detach())
+                flat += out["counts"]
         if not np.isfinite(loglik):
             raise DataError(
                 "some rows have probability zero under the current CPTs (a state the model "
                 "rules out); use prior > 0 so no CPT entry is exactly zero"
             )
-        return counts, loglik
-
-
-def _local_rows(spec: NetSpec, unique: np.ndarray, weight: np.ndarray):
-    """((tables, states, observed, weights) of the rows the enumeration answers, or None;
-    the other rows and weights)."""
-    from probdl.graph import engine, grouping
-    from probdl.graph.local_tables import Tables
-    from probdl.graph.plan import Structure
-
-    index = {v: j for j, v in enumerate(spec.variables)}
-    structure = Structure(tuple(len(spec.states[v]) for v in spec.variables),
-                          tuple(tuple(index[p] for p in spec.parents[v]) for v in spec.variables))
-    if not len(unique) or (unique >= 0).all():
-        return None, unique, weight
-    max_work = min(engine.LOCAL_WORK * grouping.universal_flops(structure, "greedy"),
-                   engine.LOCAL_MAX_WORK)
-    uniform = [np.full(spec.shape(v), 1.0 / spec.shape(v)[0]) for v in spec.variables]
-    tables = Tables(structure, uniform, max_work)
-    states, observed = np.maximum(unique, 0), unique >= 0
-    done = answerable(tables, observed)
-    if not done.any():
-        return None, unique, weight
-    local = (tables, states[done], observed[done], weight[done])
-    return local, unique[~done], weight[~done]
-
-
-def _pattern_engine(template: Any, spec: NetSpec):
-    """The BayesNet engine's ``log_evidence`` and a network of the fitted layout, or None."""
-    if not hasattr(template, "to_pgmpy"):
-        return None
-    try:
-        from probdl.graph.engine import log_evidence
-    except ImportError:  # pragma: no cover - the engine ships with probdl.graph
-        return None
-    uniform = {v: np.full(spec.shape(v), 1.0 / spec.shape(v)[0]) for v in spec.variables}
-    network = type(template)(
-        {v: list(spec.states[v]) for v in spec.variables},
-        {v: list(spec.parents[v]) for v in spec.variables}, uniform,
-    )
-    if list(network.variables) != list(spec.variables):
-        return None
-    return network, log_evidence
-
-
-def evidence_tensors(codes: np.ndarray, spec: NetSpec) -> list[Any]:
-    """Per variable, (B, k) float64: one-hot where observed, ones where missing."""
-    import torch
-
-    out = []
-    for j, var in enumerate(spec.variables):
-        k = len(spec.states[var])
-        column = codes[:, j]
-        table = np.vstack([np.eye(k), np.ones((1, k))])  # row -1 (missing) picks all ones
-        out.append(torch.from_numpy(table[np.where(column < 0, k, column)]))
-    return out
+        return dict(zip(names, engine.unflatten(flat), strict=True)), loglik
 
 
 def _starting_point(spec, base, latent, rng, noise):

@@ -9,8 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probdl.graph import grouping
-from probdl.graph.engine import log_evidence
+from probdl.graph.inference.torch_engine import log_evidence
 from tests.graph._graph_helpers import evidence_mask, random_net
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -59,37 +58,6 @@ def test_soft_evidence_matches_enumeration(seed):
     v = bn.variables[int(rng.integers(len(bn.variables)))]
     soft = {v: rng.random((5, len(bn.states[v]))) + 0.01}
     _check_against_enumeration(bn, rows, soft)
-
-
-def test_pattern_plans_and_universal_plan_agree(monkeypatch):
-    """Rows answered by absorbed per-pattern plans equal rows answered by the universal plan."""
-    bn = random_net(7, n_vars=6)
-    rows = _rows(bn, 40, np.random.default_rng(0), 0.4)
-    rows = pd.concat([rows, rows.iloc[:1].copy().iloc[[0] * 20]], ignore_index=True)
-    monkeypatch.setattr(grouping, "MIN_GROUP", 10)
-    a = bn.marginals(rows)
-    la = bn.log_likelihood(rows)
-    monkeypatch.setattr(grouping, "MIN_GROUP", 10**9)
-    b = bn.marginals(rows)
-    lb = bn.log_likelihood(rows)
-    # small groups keyed by which "key" variables they observe absorb just those
-    monkeypatch.setattr(grouping, "MIN_GROUP", 2)
-    key_variables = grouping.key_variables
-    monkeypatch.setattr(grouping, "key_variables", lambda structure: np.array([0, 2, 3]))
-    groups = grouping.groups(bn._encode(rows)[1], np.array([0, 2, 3]))
-    assert any(p is not None and not p[[1, 4, 5]].any() and p.any() for p, _ in groups)
-    c = bn.marginals(rows)
-    lc = bn.log_likelihood(rows)
-    best_b, best_c = bn.map(rows), bn.map(rows.iloc[:30])
-    for v in bn.variables:
-        np.testing.assert_allclose(a[v], b[v], atol=1e-12)
-        np.testing.assert_allclose(c[v], b[v], atol=1e-12)
-    np.testing.assert_allclose(la, lb, atol=1e-12)
-    np.testing.assert_allclose(lc, lb, atol=1e-12)
-    np.testing.assert_allclose(best_c["log_prob"], best_b["log_prob"].iloc[:30], atol=1e-12)
-    from probdl.graph import BayesNet
-    assert len(key_variables(BayesNet.example("insurance")._structure)) == 6  # costly plan
-    assert len(key_variables(BayesNet.example("alarm")._structure)) == 0  # cheap plan
 
 
 def test_joint_query_and_marginal_map_match_enumeration():

@@ -1,8 +1,8 @@
 """Family counting: rows as integer codes, (expected) family counts, and their normalization.
 
     from probdl.graph import BayesNet
-    from probdl.graph.counts import (NetSpec, encode_rows, family_counts, normalize,
-                                     pseudo_counts, unique_rows)
+    from probdl.graph.learning.counts import (NetSpec, encode_rows, family_counts, normalize,
+                                              pseudo_counts, unique_rows)
     bn = BayesNet.example("asia")
     spec = NetSpec.from_network(bn)
     codes = encode_rows(bn.sample(1000, seed=0), spec)   # (N, V) int64, -1 = missing
@@ -11,14 +11,14 @@
 
 A *family* is a variable with its parents; its counts have the CPT's shape (k_var, k_parent1, ...).
 Exact counts come from complete rows (:func:`family_counts`); expected counts from rows with holes
-come from :class:`BatchedNetwork` (the EM E-step).
+come from the inference engine (``Engine.run(..., want="counts")``, the EM E-step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,6 @@ __all__ = [
     "decode_rows",
     "encode_rows",
     "family_counts",
-    "forward_sample",
     "normalize",
     "pseudo_counts",
     "unique_rows",
@@ -292,137 +291,3 @@ def normalize(
             )
         cpts[var] = table / total
     return cpts
-
-
-def forward_sample(
-    spec: NetSpec, cpts: Mapping[str, np.ndarray], n: int, seed: int = 0
-) -> np.ndarray:
-    """Ancestral sampling: ``n`` complete rows as codes ``(n, V)``, vectorized per variable."""
-    rng = np.random.default_rng(seed)
-    position = {v: i for i, v in enumerate(spec.variables)}
-    codes = np.zeros((n, len(spec.variables)), dtype=np.int64)
-    for var in spec.variables:
-        table = np.asarray(cpts[var], dtype=np.float64)
-        k = table.shape[0]
-        columns = table.reshape(k, -1)
-        if spec.parents[var]:
-            config = np.ravel_multi_index(
-                tuple(codes[:, position[p]] for p in spec.parents[var]), table.shape[1:]
-            )
-        else:
-            config = np.zeros(n, dtype=np.int64)
-        cdf = np.cumsum(columns[:, config], axis=0)  # (k, n)
-        draw = rng.random(n) * cdf[-1]
-        codes[:, position[var]] = np.minimum((draw[None, :] >= cdf).sum(axis=0), k - 1)
-    return codes
-
-
-class BatchedNetwork:
-    """Sum-product over a network for a batch of rows, one contraction for every pattern.
-
-    Each variable contributes its CPT and an evidence vector per row (one-hot where observed,
-    ones where missing), so rows with any missingness pattern share one contraction. The
-    elimination order (``steps``: operand positions contracted and indices kept, over the
-    operands ``terms``) is searched once per structure by opt_einsum on the network without a
-    batch index and replayed with one; intermediates are rescaled per row when a row could
-    underflow.
-    ``log P(observed part of row)`` is differentiable in the CPTs and the evidence:
-    ``cpt * d(sum_r w_r log P_r)/d cpt`` is the expected family count (the E-step), and
-    ``evidence * d log P_r / d evidence`` is each variable's posterior.
-    """
-
-    _plans: ClassVar[dict[tuple, list]] = {}  # elimination plans per structure, searched once
-
-    def __init__(self, spec: NetSpec):
-        self.spec = spec
-        names = list(spec.variables)
-        self._symbol = {v: i for i, v in enumerate(names)}
-        terms = [tuple(self._symbol[u] for u in (v, *spec.parents[v])) for v in names]
-        terms += [(self._symbol[v],) for v in names]
-        self.terms = terms
-        size = tuple(len(spec.states[v]) for v in names)
-        key = (tuple(terms), size)
-        if key not in self._plans:
-            if len(self._plans) > 64:
-                self._plans.clear()
-            self._plans[key] = self._plan(terms, size)
-        self.steps = self._plans[key]
-
-    @staticmethod
-    def _plan(terms: list[tuple[int, ...]], size: tuple[int, ...]) -> list:
-        import opt_einsum
-
-        equation = ",".join(
-            "".join(opt_einsum.get_symbol(i) for i in term) for term in terms
-        ) + "->"
-        shapes = [tuple(size[i] for i in term) for term in terms]
-        path, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="greedy")
-        if float(info.opt_cost) > 2e5:
-            # Wide networks (andes): randomized greedy trials (seeded by trial number, so the
-            # plan is reproducible) cut the contraction cost several-fold for a second of search.
-            better, better_info = opt_einsum.contract_path(
-                equation, *shapes, shapes=True,
-                optimize=opt_einsum.RandomGreedy(max_repeats=16),
-            )
-            if float(better_info.opt_cost) < float(info.opt_cost):
-                path = better
-        # Replay plan: each step contracts operand positions into one operand kept at the end.
-        steps: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
-        live = list(terms)
-        for positions in path:
-            picked = [live[p] for p in positions]
-            for p in sorted(positions, reverse=True):
-                live.pop(p)
-            needed = {i for term in live for i in term}
-            kept = tuple(sorted({i for term in picked for i in term} & needed))
-            steps.append((tuple(positions), kept))
-            live.append(kept)
-        return steps
-
-    def log_prob(self, cpts: Sequence[Any], evidence: Sequence[Any],
-                 rescale: bool | None = None) -> Any:
-        """``log P(observed part)`` per row, (B,); ``cpts`` and ``evidence`` as torch tensors in
-        ``spec.variables`` order, evidence of shape (B, k_var) with entries in [0, 1].
-        ``rescale``: keep intermediates away from underflow (default: :func:`needs_rescaling`)."""
-        import torch
-
-        if rescale is None:
-            rescale = needs_rescaling([t.detach().numpy() for t in cpts])
-
-        operands = [(t, term, False) for t, term in zip(cpts, self.terms, strict=False)]
-        operands += [
-            (e, term, True)
-            for e, term in zip(evidence, self.terms[len(cpts):], strict=True)
-        ]
-        batch = evidence[0].shape[0]
-        log_scale = torch.zeros(batch, dtype=evidence[0].dtype)
-        for positions, kept in self.steps:
-            picked = [operands[p] for p in positions]
-            for p in sorted(positions, reverse=True):
-                operands.pop(p)
-            letters = {i: chr(98 + n) if n < 24 else chr(65 + n - 24) for n, i in enumerate(
-                sorted({i for _, term, _ in picked for i in term}))}
-            batched = any(b for _, _, b in picked)
-            inputs = ",".join(("a" if b else "") + "".join(letters[i] for i in term)
-                              for _, term, b in picked)
-            output = ("a" if batched else "") + "".join(letters[i] for i in kept)
-            result = torch.einsum(f"{inputs}->{output}", *[t for t, _, _ in picked])
-            if batched and rescale:
-                peak = result.detach().reshape(batch, -1).amax(dim=1).clamp_min(1e-300)
-                result = result / peak.reshape((batch,) + (1,) * len(kept))
-                log_scale = log_scale + torch.log(peak)
-            operands.append((result, kept, batched))
-        total = operands[0][0]
-        for t, _, _ in operands[1:]:
-            total = total * t
-        return torch.log(total) + log_scale
-
-
-def needs_rescaling(cpts: Sequence[np.ndarray]) -> bool:
-    """Whether a row's probability could underflow float64: no row falls below the product of
-    each CPT's smallest positive entry, so rescaling is skipped while that bound stays > 1e-260."""
-    floor = 0.0
-    for table in cpts:
-        positive = table[table > 0]
-        floor += float(np.log(positive.min())) if positive.size else 0.0
-    return floor < -600.0
