@@ -76,9 +76,10 @@ def train(args: argparse.Namespace) -> int:
              "mc-dropout": bnn.MCDropoutCNN}
     model = kinds[args.model](in_channels=data.shape[0], num_classes=len(data.classes),
                               image_size=data.shape[1:])
-    result = bnn.train(model, train_set, val_set, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, device=args.device, checkpoint_dir=out / "checkpoints",
-                       seed=args.seed, resume=args.resume, augment=args.augment)
+    result = bnn.train(model, train_set, val_set, epochs=args.epochs, device=args.device,
+                       checkpoint_dir=out / "checkpoints", seed=args.seed, resume=args.resume,
+                       optim=bnn.Optim(lr=args.lr, batch_size=args.batch_size),
+                       inputs=bnn.Inputs(augment=args.augment))
     if not _is_writer():
         return 0
     model_path = model.save(out / "model.pt")

@@ -121,7 +121,8 @@ def test_train_passes_lr_and_augment_to_train(monkeypatch, tmp_path):
 
     import probdl.bnn
 
-    own = inspect.signature(probdl.bnn.train).parameters
+    own = inspect.signature(probdl.bnn.Optim).parameters
+    own_inputs = inspect.signature(probdl.bnn.Inputs).parameters
     seen = {}
 
     def fake_train(model, *args, **kwargs):
@@ -131,10 +132,12 @@ def test_train_passes_lr_and_augment_to_train(monkeypatch, tmp_path):
     monkeypatch.setattr(probdl.bnn, "train", fake_train)
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "a")])
-    assert (seen["lr"], seen["augment"]) == (own["lr"].default, own["augment"].default)
+    assert seen["optim"].lr == own["lr"].default
+    default = probdl.bnn.Inputs(augment=own_inputs["augment"].default).augment
+    assert vars(seen["inputs"].augment) == vars(default)
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "b"), "--lr", "1e-3", "--augment", "none"])
-    assert (seen["lr"], seen["augment"]) == (1e-3, "none")
+    assert (seen["optim"].lr, seen["inputs"].augment) == (1e-3, None)
 
 
 def test_train_writes_model_reference_and_plots(trained_run):

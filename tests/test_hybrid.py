@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from probdl.bnn import BayesianCNN, DeterministicCNN, predict, train
+from probdl.bnn import ELBO, BayesianCNN, DeterministicCNN, predict, train
 from probdl.data import ImageDataset, load_digits, split
 from probdl.errors import DataError, InferenceError, ModelError, ProbdlError
 from probdl.graph import BayesNet
@@ -259,7 +259,7 @@ def test_sum_raises_digit_accuracy_on_the_test_split(digits):
     train_set, val, test = digits
     model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8), filters=(16,),
                         dense=(64,))
-    train(model, train_set, val, epochs=4, lr=3e-3, progress=False)
+    train(model, train_set, val, epochs=4, progress=False)  # lr 3e-3, train's default
     hm = HybridModel(digit_sum_network(), {"D1": model, "D2": model}, class_prior=train_set)
     scores = digit_sum_accuracy(hm, test, num_samples=8)
     assert scores["pairs"] == len(test)
@@ -335,14 +335,15 @@ def test_the_sum_model_leaves_out_the_cnn_noise_contrastive_factor(digits):
     from pyro import poutine
 
     pairs = sum_pairs(digits[0], seed=0)
-    model = tiny_cnn(BayesianCNN, noise_prior=0.5).train()
+    model = tiny_cnn(BayesianCNN).train()
     a, b, s = pairs.first[:6], pairs.second[:6], pairs.sums[:6]
     guide = poutine.trace(sum_guide).get_trace(model, a, b, s)
     traced = poutine.trace(poutine.replay(sum_model, trace=guide)).get_trace(
         model, a, b, s, torch.arange(6), 60)
     assert "noise_prior" not in traced.nodes and "sum" in traced.nodes
-    # while the CNN's own model, in training, does carry it
-    own = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(a, None)
+    # while the CNN's own objective, in training, does carry it
+    own = poutine.trace(poutine.replay(ELBO(noise_prior=0.5).model, trace=guide)).get_trace(
+        model, a, None)
     assert "noise_prior" in own.nodes
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pyro
 import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
-from probdl.bnn import BayesianCNN
+from probdl.bnn import ELBO, BayesianCNN
 from probdl.bnn.elbo import MeanFieldELBO
 from tests.bnn.conftest import TINY
 
@@ -15,8 +17,11 @@ from tests.bnn.conftest import TINY
 def _loss_and_grads(elbo, model, x, y, validation=False):
     model.zero_grad()
     pyro.set_rng_seed(11)
+    objective = ELBO(noise_prior=0.1)  # the full training model: noise images, dropout masks
     with pyro.validation_enabled(validation):
-        loss = elbo.differentiable_loss(model.model, model.guide, x, y, None, 300)
+        loss = elbo.differentiable_loss(
+            partial(objective.model, model), partial(objective.guide, model), x, y, None, 300
+        )
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
@@ -31,7 +36,7 @@ def _loss_and_grads(elbo, model, x, y, validation=False):
 )
 @pytest.mark.parametrize("particles", [1, 2])
 def test_same_loss_and_gradients_as_trace_mean_field_elbo(kwargs, particles):
-    model = BayesianCNN(1, 10, (8, 8), noise_prior=0.1, **TINY, **kwargs).train()
+    model = BayesianCNN(1, 10, (8, 8), **TINY, **kwargs).train()
     with torch.no_grad():
         model.variational.rho.uniform_(-5, -2)
     x, y = torch.rand(12, 1, 8, 8), torch.randint(0, 10, (12,))
