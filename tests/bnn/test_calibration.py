@@ -1,0 +1,63 @@
+"""Temperature scaling: the NLL-optimal T on held-out data, kept with the model, used by predict."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, Optim, predict, train
+from probdl.bnn.calibration import fit_temperature, temperature_nll
+from tests.bnn.conftest import TINY
+
+
+def _nll_by_hand(logits, labels, t):
+    """-mean_n log mean_s softmax(z_ns / t)[y_n], in numpy."""
+    z = logits.numpy().astype(np.float64) / t
+    if z.shape[-1] == 1:
+        p1 = 1 / (1 + np.exp(-z[..., 0]))
+        p = np.stack([1 - p1, p1], -1)
+    else:
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+    return -np.log(p.mean(0)[np.arange(len(labels)), labels.numpy()]).mean()
+
+
+@pytest.mark.parametrize("outputs", [1, 4])
+def test_temperature_nll_is_the_mixture_nll_written_out(outputs):
+    logits = torch.randn(3, 20, outputs) * 3
+    labels = torch.randint(0, 2 if outputs == 1 else outputs, (20,))
+    for t in (0.5, 1.0, 2.5):
+        assert temperature_nll(logits, labels, t) == pytest.approx(_nll_by_hand(logits, labels, t))
+
+
+def test_fitted_temperature_minimizes_the_validation_nll_and_predict_uses_it(small_digits):
+    tr, va, _ = small_digits
+    model = DeterministicCNN(1, 10, (8, 8), **TINY)
+    train(model, tr, None, epochs=3, optim=Optim(lr=1e-2), progress=False)
+    with torch.no_grad():
+        logits = model.sample_logits(model.prepare(va.images), 1)
+    t = fit_temperature(model, va.images, va.labels)
+    assert model.temperature_ == t
+    grid = np.exp(np.linspace(math.log(0.05), math.log(20), 400))
+    best = min(grid, key=lambda g: _nll_by_hand(logits, va.labels, g))
+    assert abs(math.log(t) - math.log(best)) < 0.03  # the grid's own spacing
+    assert _nll_by_hand(logits, va.labels, t) <= _nll_by_hand(logits, va.labels, 1.0)
+    probs = predict(model, va.images).probs
+    expected = torch.softmax(logits[0].double() / t, -1).float()
+    torch.testing.assert_close(probs, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [BayesianCNN, DeterministicCNN, MCDropoutCNN])
+def test_train_calibrates_on_val_and_the_file_keeps_it(cls, small_digits, tmp_path):
+    tr, va, _ = small_digits
+    model = cls(1, 10, (8, 8), **TINY)
+    result = train(model, tr, va, epochs=2, optim=Optim(lr=1e-2), progress=False)
+    assert result.temperature == model.temperature_ and model.temperature_ != 1.0
+    again = type(model).load(model.save(tmp_path / "m.pt"))
+    assert again.temperature_ == model.temperature_
+    uncalibrated = cls(1, 10, (8, 8), **TINY)
+    train(uncalibrated, tr, va, epochs=2, optim=Optim(lr=1e-2), calibrate=False, progress=False)
+    assert uncalibrated.temperature_ == 1.0
