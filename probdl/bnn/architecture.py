@@ -237,9 +237,9 @@ class Architecture:
         s = num_samples
         sampled_conv = params["conv0.weight"].dim() == 5
         if sampled_conv and (x.device.type != "cuda" if grouped is None else not grouped):
-            # On CPU, oneDNN's grouped convolution with one group per sample ran ~1.4x slower
-            # than S ordinary convolutions of the whole batch (measured on the digits CNN), so
-            # only the convolutions loop; the dense layers below stay batched.
+            # On CPU, oneDNN's grouped convolution with one group per sample ran slower than
+            # S ordinary convolutions of the whole batch (docs/tuning-log.md), so only the
+            # convolutions loop; the dense layers below stay batched.
             h = torch.stack([self._features(x, _conv_params(params, i), norms) for i in range(s)])
         else:
             h = self._grouped_features(x, params, s, norms)
