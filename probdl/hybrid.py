@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from probdl._hybrid_sums import (
+    SumLikelihood,
     SumPairs,
     pair_indices,
     sum_guide,
@@ -54,6 +55,7 @@ from probdl.graph import BayesNet
 
 __all__ = [
     "HybridModel",
+    "SumLikelihood",
     "SumPairs",
     "digit_sum_accuracy",
     "digit_sum_network",

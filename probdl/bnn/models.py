@@ -260,6 +260,10 @@ class BayesianCNN(CNNBase):
             pyro.sample("obs", class_likelihood(logits), obs=class_observation(y, logits))
         return logits
 
+    def draw_weights(self) -> torch.Tensor:
+        """One reparameterized draw of the flat weight vector from the guide, outside Pyro."""
+        return dist.Normal(self._v.loc, self.posterior_scale(), validate_args=False).rsample()
+
     def guide(self, x=None, y=None, index=None, size=None, kl_weight=1.0):
         """Mean-field Normal over the flat weight vector."""
         loc, scale = self._v.loc, self.posterior_scale()
