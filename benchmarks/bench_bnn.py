@@ -61,7 +61,7 @@ def photo_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> torch.T
     """n crops of scikit-learn's sample photos (sides 1-4x the image size), resized to shape."""
     from sklearn.datasets import load_sample_images
 
-    photos = [torch.as_tensor(p).permute(2, 0, 1) / 255.0 for p in load_sample_images().images]
+    photos = [torch.tensor(p).permute(2, 0, 1) / 255.0 for p in load_sample_images().images]
     c, h, w = shape
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -93,7 +93,7 @@ def score(sample_probs, labels, ood_probs, rot_probs, seconds) -> dict[str, floa
     }
 
 
-def run_dataset(name: str, seeds: int, quick: bool, peers: bool) -> list[dict]:
+def run_dataset(name: str, seeds: range, quick: bool, peers: bool) -> list[dict]:
     loader, val, test, epochs = DATASETS[name]
     epochs = 2 if quick else epochs
     tr, va, te = split(loader(), val=val, test=test, seed=0)
@@ -103,7 +103,7 @@ def run_dataset(name: str, seeds: int, quick: bool, peers: bool) -> list[dict]:
     rows = []
     for kind in KINDS:  # warm-up: the first call in a process pays one-time costs
         train(KINDS[kind](c, len(tr.classes), (h, w)), tr, va, epochs=1, progress=False)
-    for seed in range(seeds):
+    for seed in seeds:
         for kind in ("DeterministicCNN", "BayesianCNN", "MCDropoutCNN"):
             model = KINDS[kind](c, len(tr.classes), (h, w), seed=seed)
             start = time.perf_counter()
@@ -118,7 +118,7 @@ def run_dataset(name: str, seeds: int, quick: bool, peers: bool) -> list[dict]:
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                               for k, v in row.items()}), flush=True)  # fmt: skip
-    if peers and name == "digits":
+    if peers and name == "digits" and 0 in seeds:
         data = Standardized(tr, va, te)
         for label, fn in (("plain torch, Adam 1e-3", plain_torch),
                           ("naive Pyro, PyroSample + AutoNormal", naive_pyro),
@@ -155,10 +155,10 @@ def report(out: Path, command: str) -> str:
         "`train` call. See the module docstring of `benchmarks/bench_bnn.py` for the settings.",
     ]
     for name in DATASETS:
-        path = RUNS / f"{name}.json"
-        if not path.is_file():
+        rows = [r for path in sorted(RUNS.glob(f"{name}*.json"))
+                for r in json.loads(path.read_text())]  # fmt: skip
+        if not rows:
             continue
-        rows = json.loads(path.read_text())
         variants = list(dict.fromkeys(r["variant"] for r in rows))
         seeds = len({r["seed"] for r in rows})
         lines += ["", f"## {name} ({rows[0]['epochs']} epochs, {seeds} seeds)", "",
@@ -171,7 +171,7 @@ def report(out: Path, command: str) -> str:
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
         by_seed = {(r["variant"], r["seed"]): r for r in rows}
         pairs = [(by_seed[("BayesianCNN", s)], by_seed[("DeterministicCNN", s)])
-                 for s in range(seeds) if ("BayesianCNN", s) in by_seed]  # fmt: skip
+                 for s in sorted({r["seed"] for r in rows}) if ("BayesianCNN", s) in by_seed]
         if pairs:
             nll = statistics.mean(b["nll"] / d["nll"] for b, d in pairs)
             rot = statistics.mean(b["rot30_nll"] / d["rot30_nll"] for b, d in pairs)
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 seed")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed .. seeds-1 (to split a dataset across processes)")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -201,10 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     np.seterr(all="ignore")
     if not args.report_only:
         RUNS.mkdir(parents=True, exist_ok=True)
+        seeds = range(args.first_seed, 1 if args.quick else args.seeds)
         for name in args.datasets:
-            rows = run_dataset(name, 1 if args.quick else args.seeds, args.quick,
-                               not args.no_peers)  # fmt: skip
-            (RUNS / f"{name}.json").write_text(json.dumps(rows, indent=1))
+            rows = run_dataset(name, seeds, args.quick, not args.no_peers)
+            suffix = "" if args.first_seed == 0 else f"-from-{args.first_seed}"
+            (RUNS / f"{name}{suffix}.json").write_text(json.dumps(rows, indent=1))
     if not args.runs_only:
         command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m benchmarks.bench_bnn" + (
             " --quick" if args.quick else "")

@@ -3,14 +3,19 @@
     from probdl.bnn.calibration import fit_temperature
     t = fit_temperature(model, va.images, va.labels)   # sets model.temperature_ = t
 
-Guo et al. (2017): divide every logit by T > 0 and pick T to minimize the validation NLL,
+Guo et al. (2017): divide every logit by T > 0 and pick T to minimize the validation NLL of
+each weight draw, averaged over the draws,
 
-    T* = argmin_T  -(1/N) sum_n log( (1/S) sum_s softmax(z_ns / T)[y_n] ),
+    T* = argmin_T  -(1/N) sum_n (1/S) sum_s log softmax(z_ns / T)[y_n],
 
-with z_ns the logits of image n under weight draw s (S = 1 for a MAP model; the draws are held
-fixed during the search). T > 1 softens over-confident predictions, T < 1 sharpens
-under-confident ones; the predicted classes never change. The NLL is smooth in log T, and the
-search runs over log T in [log 0.05, log 20] with scipy's bounded Brent method.
+with z_ns the logits of image n under weight draw s (S = 1 for a MAP model, where this is the
+NLL itself; the draws are held fixed during the search). The draws are calibrated one by one
+rather than through their mixture: sharpening every draw towards a hard vote lowers the
+mixture's validation NLL whenever each image has one correct draw, a direction that fits the
+few draws held fixed rather than the model. T > 1 softens over-confident predictions, T < 1
+sharpens under-confident ones; the predicted classes of each draw never change. The NLL is
+smooth in log T, and the search runs over log T in [log 0.05, log 20] with scipy's bounded
+Brent method.
 """
 
 from __future__ import annotations
@@ -32,14 +37,14 @@ BOUNDS = (0.05, 20.0)
 
 
 def temperature_nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
-    """Mean NLL of the labels under the draws' logits (S, N, outputs) divided by T."""
+    """NLL of the labels under each draw's logits (S, N, outputs) divided by T, averaged."""
     z = logits.double() / temperature
     if z.shape[-1] == 1:  # one logit: log p(1) = logsigmoid(z), log p(0) = logsigmoid(-z)
         log_p = torch.cat([F.logsigmoid(-z), F.logsigmoid(z)], dim=-1)
     else:
         log_p = torch.log_softmax(z, dim=-1)
     picked = log_p.gather(-1, labels.expand(len(z), -1)[..., None]).squeeze(-1)  # (S, N)
-    return float(-(torch.logsumexp(picked, dim=0) - math.log(len(z))).mean())
+    return float(-picked.mean())
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ from tests.bnn.conftest import TINY
 
 
 def _nll_by_hand(logits, labels, t):
-    """-mean_n log mean_s softmax(z_ns / t)[y_n], in numpy."""
+    """-mean_n mean_s log softmax(z_ns / t)[y_n], in numpy."""
     z = logits.numpy().astype(np.float64) / t
     if z.shape[-1] == 1:
         p1 = 1 / (1 + np.exp(-z[..., 0]))
@@ -22,7 +22,7 @@ def _nll_by_hand(logits, labels, t):
     else:
         p = np.exp(z - z.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
-    return -np.log(p.mean(0)[np.arange(len(labels)), labels.numpy()]).mean()
+    return -np.log(p[:, np.arange(len(labels)), labels.numpy()]).mean()
 
 
 @pytest.mark.parametrize("outputs", [1, 4])
@@ -61,3 +61,11 @@ def test_train_calibrates_on_val_and_the_file_keeps_it(cls, small_digits, tmp_pa
     uncalibrated = cls(1, 10, (8, 8), **TINY)
     train(uncalibrated, tr, va, epochs=2, optim=Optim(lr=1e-2), calibrate=False, progress=False)
     assert uncalibrated.temperature_ == 1.0
+
+
+def test_draws_that_disagree_are_not_sharpened_into_votes():
+    """Each image has one right and one wrong draw: the mixture's NLL would fall towards log 2
+    as T -> 0 (two hard votes), which fits the draws, not the model; per draw it rises."""
+    logits = torch.tensor([[[3.0, 0.0, 0.0]] * 10, [[0.0, 3.0, 0.0]] * 10])
+    labels = torch.zeros(10, dtype=torch.long)
+    assert temperature_nll(logits, labels, 0.05) > temperature_nll(logits, labels, 1.0)
