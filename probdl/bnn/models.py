@@ -110,7 +110,7 @@ class BayesianCNN(CNNBase):
         dense: tuple[int, ...] = (128,),
         pooling: str = "avg",
         batch_norm: bool = False,
-        dropout: float = 0.4,
+        dropout: float = 0.5,
         bayesian_layers: str = "all",
         prior_sigma: float = 1.0,
         prior: str = "normal",
