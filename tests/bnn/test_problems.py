@@ -12,7 +12,7 @@ from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, Optim, evalu
 from probdl.data import ImageDataset, make_shapes, split
 
 KINDS = [BayesianCNN, DeterministicCNN, MCDropoutCNN]
-SMALL = {"filters": (8, 16), "dense": (32,)}
+SMALL = {"filters": (8, 16), "dense": (32,), "dropout": 0.2}
 
 
 def _problem(classes: int, channels: int, size: tuple[int, int]) -> ImageDataset:
