@@ -55,6 +55,7 @@ DATASETS = {  # name: (loader, val, test, epochs)
 }
 SAMPLES = 32
 KEYS = ("accuracy", "nll", "ece", "auroc", "aupr", "fpr95", "aurc", "rot30_nll", "seconds")
+RAW = ("nll_t1", "rot30_nll_t1")
 
 
 def photo_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
@@ -113,6 +114,11 @@ def run_dataset(name: str, seeds: range, quick: bool, peers: bool) -> list[dict]
             test_p, ood_p, rot_p = (predict(model, x, SAMPLES).sample_probs
                                     for x in (te.images, ood, rotated))  # fmt: skip
             row = score(test_p, te.labels, ood_p, rot_p, seconds)
+            model.temperature_ = 1.0  # the same model without its fitted temperature
+            torch.manual_seed(seed)
+            test_p, rot_p = (predict(model, x, SAMPLES).sample_probs for x in (te.images, rotated))
+            raw = score(test_p, te.labels, ood_p, rot_p, seconds)
+            row.update({f"{k}_t1": raw[k] for k in ("nll", "ece", "rot30_nll")})
             row.update(dataset=name, variant=kind, seed=seed, epochs=epochs,
                        temperature=result.temperature, best_epoch=result.best_epoch)
             rows.append(row)
@@ -152,7 +158,8 @@ def report(out: Path, command: str) -> str:
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  ",
         "Mean over seeds (range). NLL, ECE, AURC and FPR95: lower is better. OOD: natural-image "
         "patches against the test split, predictive entropy as the score. Train s: a whole "
-        "`train` call. See the module docstring of `benchmarks/bench_bnn.py` for the settings.",
+        "`train` call. \"T = 1\": the same models without the temperature `train` fitted (T: "
+        "per seed). See the module docstring of `benchmarks/bench_bnn.py` for the settings.",
     ]
     for name in DATASETS:
         rows = [r for path in sorted(RUNS.glob(f"{name}*.json"))
@@ -163,11 +170,15 @@ def report(out: Path, command: str) -> str:
         seeds = len({r["seed"] for r in rows})
         lines += ["", f"## {name} ({rows[0]['epochs']} epochs, {seeds} seeds)", "",
                   "| variant | accuracy | NLL | ECE | OOD AUROC | OOD AUPR | FPR95 | AURC | "
-                  "rot 30 NLL | train s |", "|---|" + "---|" * 9]  # fmt: skip
+                  "rot 30 NLL | train s | NLL, T = 1 | rot 30 NLL, T = 1 | T |",
+                  "|---|" + "---|" * 12]  # fmt: skip
         for v in variants:
             mine = [r for r in rows if r["variant"] == v]
             cells = [_mean_range([r[k] for r in mine]) for k in KEYS[:-1]]
             cells.append(f"{statistics.mean(r['seconds'] for r in mine):.1f}")
+            cells += [_mean_range([r[k] for r in mine]) if k in mine[0] else "" for k in RAW]
+            temps = [r["temperature"] for r in mine if r.get("temperature") is not None]
+            cells.append(" ".join(f"{t:.2f}" for t in temps))
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
         by_seed = {(r["variant"], r["seed"]): r for r in rows}
         pairs = [(by_seed[("BayesianCNN", s)], by_seed[("DeterministicCNN", s)])
