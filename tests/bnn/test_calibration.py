@@ -54,6 +54,12 @@ def test_the_fit_minimizes_the_nll_and_is_kept_only_where_it_carries_over():
     right[0, :, 0] = 2.0
     right[0, 7] = torch.tensor([0.0, 6.0, 0.0])
     assert not _generalizes(right, torch.zeros(40, dtype=torch.long), seed=0)
+    # no error at all: sharpening would run to the search's bound; nothing bounds it, T = 1
+    right[0, 7] = torch.tensor([2.0, 0.0, 0.0])
+    assert temperature_nll(right, torch.zeros(40, dtype=torch.long), 0.05) < temperature_nll(
+        right, torch.zeros(40, dtype=torch.long), 1.0
+    )
+    assert _best_temperature(right, torch.zeros(40, dtype=torch.long)) == 1.0
 
 
 def test_fitted_temperature_is_stored_and_predict_uses_it(small_digits):
