@@ -14,6 +14,7 @@ from probdl.errors import DataError, InferenceError
 from probdl.files import atomic_write
 from probdl.graph import BayesNet
 from probdl.graph.io import network_format
+from probdl.graph.stream import missing_as_nan
 
 
 def load_network(spec: str) -> BayesNet:
@@ -39,12 +40,13 @@ def parse_evidence(text: str) -> dict[str, str]:
     return evidence
 
 
-def read_rows(path: str) -> pd.DataFrame:
-    """A CSV of states as text; empty cells (and NA, NaN) are missing."""
+def read_rows(path: str, states: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """A CSV of states as text; empty cells, NA, NaN, None, ... are missing unless a state of
+    the column's variable (in ``states``) has that name (:func:`.stream.missing_as_nan`)."""
     if not Path(path).is_file():
         raise DataError(f"{path}: no such CSV file.")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=True)
+        return missing_as_nan(pd.read_csv(path, dtype=str, keep_default_na=False), states)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV file ({err}).") from None
 
@@ -114,7 +116,7 @@ def fit(args: argparse.Namespace) -> int:
         return relaunch_under_torchrun(args.nproc, args.argv)
     network_format(args.out)  # an unknown suffix fails now, not after EM
     bn = load_network(args.net)
-    rows = read_rows(args.data)
+    rows = read_rows(args.data, bn.states)
     fitted = bn.fit(rows, latent=_parse_latent(args.latent, bn, rows, args.data),
                     prior=args.prior, max_iter=args.max_iter)
     if is_writer():
@@ -165,7 +167,7 @@ def _posterior_table(bn: BayesNet, rows: pd.DataFrame, probabilities: dict[str, 
 
 def impute(args: argparse.Namespace) -> int:
     bn = load_network(args.net)
-    rows = read_rows(args.data)
+    rows = read_rows(args.data, bn.states)
     filled, probabilities = bn.impute(rows)
     _write_csv(filled, args.out)
     if args.posteriors:

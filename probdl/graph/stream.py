@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,16 @@ from probdl import distributed as ddp
 from probdl.errors import DataError, InferenceError
 from probdl.files import atomic_write, check_writable
 
-__all__ = ["TASKS", "read_chunks", "stream", "stream_impute", "stream_map", "stream_marginals"]
+__all__ = [
+    "MISSING_MARKERS",
+    "TASKS",
+    "missing_as_nan",
+    "read_chunks",
+    "stream",
+    "stream_impute",
+    "stream_map",
+    "stream_marginals",
+]
 
 TASKS = ("marginals", "map", "impute")
 _CSV = {".csv", ".txt"}
@@ -65,10 +74,35 @@ def _pyarrow():
     return pyarrow
 
 
-def read_chunks(source: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+# How CSV files spell a missing cell. A cell holding one of these is missing unless it is a
+# state label of its column's variable: child, insurance and hailfinder have states named
+# "None", which pandas' default reader would silently turn into gaps.
+MISSING_MARKERS = frozenset(
+    {"", "NA", "N/A", "n/a", "#N/A", "<NA>", "NaN", "nan", "null", "NULL", "None"}
+)
+
+
+def missing_as_nan(
+    frame: pd.DataFrame, states: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
+    """``frame`` (cells as text) with :data:`MISSING_MARKERS` cells set to NaN, except in a
+    column whose variable (in ``states``) has a state of that name."""
+    out = frame.copy()
+    for column in out.columns:
+        labels = set((states or {}).get(column, ()))
+        markers = [m for m in MISSING_MARKERS if m not in labels]
+        out[column] = out[column].where(~out[column].isin(markers))
+    return out
+
+
+def read_chunks(
+    source: str | Path, chunk_rows: int, states: Mapping[str, Sequence[str]] | None = None
+) -> Iterator[pd.DataFrame]:
     """The rows of a CSV or Parquet file, ``chunk_rows`` at a time, states as labels.
 
-    CSV cells are read as text; empty cells, ``NA`` and ``NaN`` are missing.
+    CSV cells are read as text; empty cells and the usual spellings of a gap
+    (:data:`MISSING_MARKERS`: ``NA``, ``NaN``, ``None``, ...) are missing, except where a
+    variable in ``states`` has a state of that name.
     """
     source = Path(source)
     kind = _format(source, "source")
@@ -76,9 +110,11 @@ def read_chunks(source: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         raise DataError(f"{source}: no such file.")
     if kind == "csv":
         try:
-            reader = pd.read_csv(source, dtype=str, chunksize=chunk_rows, keep_default_na=True)
+            reader = pd.read_csv(source, dtype=str, chunksize=chunk_rows,
+                                 keep_default_na=False)
             with reader:
-                yield from reader
+                for chunk in reader:
+                    yield missing_as_nan(chunk, states)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DataError(f"{source}: not a readable CSV file ({err}).") from None
         return
@@ -214,13 +250,13 @@ def stream(
     try:
         if parts is None:
             with _output(out, out_kind) as writer:
-                for start, chunk in _numbered(source, chunk_rows):
+                for start, chunk in _numbered(source, chunk_rows, bn.states):
                     writer.write(_checked_answer(bn, task, chunk, targets, source, start))
                     bar.update(len(chunk))
             return out
         failure = None
         try:
-            for index, (start, chunk) in enumerate(_numbered(source, chunk_rows)):
+            for index, (start, chunk) in enumerate(_numbered(source, chunk_rows, bn.states)):
                 if index % world == rank:
                     answer = _checked_answer(bn, task, chunk, targets, source, start)
                     with _output(parts / f"{index:09d}{out.suffix}", out_kind) as writer:
@@ -245,9 +281,9 @@ def stream(
     return out
 
 
-def _numbered(source: Path, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+def _numbered(source: Path, chunk_rows: int, states) -> Iterator[tuple[int, pd.DataFrame]]:
     start = 0
-    for chunk in read_chunks(source, chunk_rows):
+    for chunk in read_chunks(source, chunk_rows, states):
         yield start, chunk
         start += len(chunk)
 

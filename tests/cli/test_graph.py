@@ -204,3 +204,23 @@ def test_fit_speaks_the_command_lines_words_and_its_advice_works(tmp_path, capsy
     assert main(["bn", "fit", "asia", str(data), "--latent", "either:2", "--out", out,
                  "--max-iter", "5"]) == 0
     assert BayesNet.read(out).states["either"] == ["yes", "no"]
+
+
+def test_states_named_like_gaps_stay_states_and_real_gaps_are_imputed(tmp_path, capsys):
+    # insurance has states called "None" (Accident, ThisCarDam): before, `bn impute` counted
+    # them as missing and rewrote observed cells, and `bn fit` learned from the damage.
+    from probdl.graph import BayesNet
+
+    rows = BayesNet.example("insurance").sample(200, seed=1)
+    nones = int((rows == "None").sum().sum())
+    assert nones > 10
+    rows.loc[:2, "Age"] = np.nan  # written as empty cells
+    rows.loc[3, "Age"] = "NA"  # Age has no state "NA": a gap in R's spelling
+    rows.to_csv(tmp_path / "ins.csv", index=False)
+    assert main(["bn", "impute", "insurance", str(tmp_path / "ins.csv"),
+                 "--out", str(tmp_path / "o.csv"), "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["cells_imputed"] == 4
+    filled = pd.read_csv(tmp_path / "o.csv", dtype=str, keep_default_na=False)
+    assert int((filled == "None").sum().sum()) == nones
+    kept = rows.drop(columns="Age")
+    assert filled[kept.columns].equals(kept)
