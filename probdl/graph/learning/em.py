@@ -168,7 +168,10 @@ def _run_em(engine, spec, cpts, alpha, max_iter, tol, progress):
     for _ in range(max_iter):
         counts, loglik = engine(cpts, need_counts=True)
         history.append(loglik + _log_prior(cpts, alpha))
-        if len(history) > 1 and history[-1] - history[-2] <= tol * abs(history[-2]):
+        # A start with zero CPT entries (init= a bundled network) has objective -inf under a
+        # prior; the relative test would read inf <= inf as converged after one step.
+        if len(history) > 1 and np.isfinite(history[-2]) \
+                and history[-1] - history[-2] <= tol * abs(history[-2]):
             converged = True
             break
         cpts = normalize(counts, spec, alpha)
@@ -247,7 +250,9 @@ def _initial_cpts(init: Any, spec: NetSpec) -> dict[str, np.ndarray]:
 
 
 def _log_prior(cpts, alpha) -> float:
-    return float(sum(alpha[v] * np.log(cpts[v]).sum() for v in cpts if alpha[v] > 0))
+    # -inf (no warning) for a start with zero entries; every M-step under a prior is positive.
+    with np.errstate(divide="ignore"):
+        return float(sum(alpha[v] * np.log(cpts[v]).sum() for v in cpts if alpha[v] > 0))
 
 
 def _complete_log_likelihood(codes, weight, spec, cpts) -> float:

@@ -284,3 +284,17 @@ def test_streaming_blocks_give_the_same_fit_and_posteriors():
     _, small = truth.impute(rows, batch_size=5)
     for c in probs:
         np.testing.assert_allclose(small[c], probs[c], atol=1e-12)
+
+
+def test_a_start_with_zero_entries_is_not_taken_for_convergence():
+    # init=bn with a bundled network (zero CPT entries) gives -inf as the first objective
+    # under a prior; the relative stopping test read inf <= inf as converged after one step.
+    bn = BayesNet.example("alarm")
+    rows = bn.sample(600, seed=0)
+    rows[["HR", "CO", "BP"]] = np.nan
+    assert any((bn.cpd(v) == 0).any() for v in bn.variables)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor a divide-by-zero warning from the prior term
+        fitted = bn.fit(rows, prior=1.0, init=bn, max_iter=8, tol=1e-6)
+    assert fitted.history_[0] == -np.inf and np.isfinite(fitted.history_[1:]).all()
+    assert fitted.n_iter_ > 1 and np.all(np.diff(fitted.history_[1:]) >= -1e-9)
