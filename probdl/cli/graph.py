@@ -117,8 +117,10 @@ def fit(args: argparse.Namespace) -> int:
     network_format(args.out)  # an unknown suffix fails now, not after EM
     bn = load_network(args.net)
     rows = read_rows(args.data, bn.states)
+    init = load_network(args.init) if args.init else None
     fitted = bn.fit(rows, latent=_parse_latent(args.latent, bn, rows, args.data),
-                    prior=args.prior, max_iter=args.max_iter)
+                    prior=args.prior, max_iter=args.max_iter, init=init,
+                    n_restarts=args.restarts, seed=args.seed)
     if is_writer():
         fitted.write(args.out)
     history = list(getattr(fitted, "history_", []))

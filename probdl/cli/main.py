@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="where to write the fitted network (.bif ...)")
     f.add_argument("--max-iter", type=_whole(1), default=100)
     f.add_argument("--prior", type=_number(0), default=1.0)
+    f.add_argument("--init", metavar="NET",
+                   help="start EM from this network's CPTs (same structure and states), so "
+                   "hidden variables keep the meaning of their state names")
+    f.add_argument("--restarts", type=_whole(1), default=1,
+                   help="EM runs from this many random starts; the best objective is kept")
+    f.add_argument("--seed", type=int, default=0, help="seed of the random starts")
     f.add_argument("--nproc", type=_whole(1), default=1, help="processes under torchrun")
     f.add_argument("--json", action="store_true")
     m = _command(
