@@ -36,6 +36,11 @@ def parse_evidence(text: str) -> dict[str, str]:
             raise InferenceError(
                 f"evidence item {item!r} is not VARIABLE=STATE; write e.g. --evidence smoke=yes"
             )
+        if name.strip() in evidence and evidence[name.strip()] != state.strip():
+            raise InferenceError(
+                f"--evidence gives {name.strip()!r} two states ({evidence[name.strip()]!r} and "
+                f"{state.strip()!r}); keep one"
+            )
         evidence[name.strip()] = state.strip()
     return evidence
 

@@ -248,3 +248,13 @@ def test_fit_from_init_keeps_the_meaning_of_hidden_states(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--init", "asia", "--out", str(tmp_path / "g.bif")]) == 1
     assert "init must have the structure" in capsys.readouterr().err
+
+
+def test_evidence_giving_one_variable_two_states_is_refused(capsys):
+    # before, the last one won silently: P(lung | smoke=no) was printed
+    assert main(["bn", "query", "asia", "--target", "lung",
+                 "--evidence", "smoke=yes,smoke=no"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "'smoke' two states ('yes' and 'no'); keep one" in err and len(err.splitlines()) == 1
+    assert main(["bn", "query", "asia", "--target", "lung",
+                 "--evidence", "smoke=yes,smoke=yes"]) == 0  # fmt: skip

@@ -91,6 +91,12 @@ def test_target_also_observed():
         bn.map(pd.DataFrame({"A": ["a0"]}), targets=["A"])
 
 
+def test_hard_and_soft_evidence_on_one_variable_is_refused_not_ignored():
+    bn = _net()
+    with pytest.raises(InferenceError, match=r"\['A'\] have both evidence and soft_evidence"):
+        bn.query(["B"], {"A": "a0"}, soft_evidence={"A": [0.1, 0.9]})
+
+
 def test_zero_probability_evidence_raises_never_nan():
     bn = _net()  # P(B = b2 | A = a1) = 0
     with pytest.raises(InferenceError, match="probability zero"):

@@ -145,6 +145,12 @@ def query(bn, targets, evidence, soft_evidence, joint: bool, method: str, n: int
     if both:
         raise InferenceError(f"{both} are both targeted and observed; drop them from the "
                              f"targets or from the evidence")
+    twice = sorted(set(evidence) & set(soft_evidence or {}))
+    if twice:
+        # Hard evidence makes soft evidence on the same variable a constant factor: it would
+        # be silently ignored, which is never what the caller meant.
+        raise InferenceError(f"{twice} have both evidence and soft_evidence; give each "
+                             f"variable one or the other")
     states, observed = bn.encode(evidence)
     soft = soft_array(bn, soft_evidence, 1)
     engine = bn.engine()
