@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,22 @@ from probdl.graph.io import network_format
 from probdl.graph.stream import missing_as_nan
 
 
+def note_first_compile() -> None:
+    """Say on stderr why the first command after an install pauses: numba compiles the
+    engine's loops once (10-30 s on a small machine) and caches them beside the package."""
+    import probdl.graph.inference as inference
+
+    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(inference.__file__).parent /
+                  "__pycache__")  # fmt: skip
+    writable = os.access(folder if folder.exists() else folder.parent, os.W_OK)
+    if writable and not any(folder.rglob("kernels.*.nbi")):
+        print("probdl: first use after install: compiling the inference engine "
+              "(10-30 s, once)", file=sys.stderr)  # fmt: skip
+
+
 def load_network(spec: str) -> BayesNet:
     """A network from a file path (by suffix) or the name of a bundled network."""
+    note_first_compile()
     path = Path(spec)
     if path.suffix.lower() in {".bif", ".xmlbif", ".xml", ".uai"} or path.exists():
         if not path.is_file():

@@ -258,3 +258,15 @@ def test_evidence_giving_one_variable_two_states_is_refused(capsys):
     assert "'smoke' two states ('yes' and 'no'); keep one" in err and len(err.splitlines()) == 1
     assert main(["bn", "query", "asia", "--target", "lung",
                  "--evidence", "smoke=yes,smoke=yes"]) == 0  # fmt: skip
+
+
+def test_the_first_compile_is_announced_and_later_runs_are_quiet(tmp_path, monkeypatch, capsys):
+    from probdl.cli.graph import note_first_compile
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    note_first_compile()
+    assert "compiling the inference engine" in capsys.readouterr().err
+    (tmp_path / "inference_x").mkdir()
+    (tmp_path / "inference_x" / "kernels.run_rows-1.py311.nbi").write_bytes(b"")
+    note_first_compile()
+    assert capsys.readouterr().err == ""
