@@ -67,9 +67,12 @@ def read_rows(path: str, states: dict[str, list[str]] | None = None) -> pd.DataF
     if not Path(path).is_file():
         raise DataError(f"{path}: no such CSV file.")
     try:
-        return missing_as_nan(pd.read_csv(path, dtype=str, keep_default_na=False), states)
+        rows = missing_as_nan(pd.read_csv(path, dtype=str, keep_default_na=False), states)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV file ({err}).") from None
+    if rows.empty:
+        raise DataError(f"{path}: a header and no rows; write one row per case under it.")
+    return rows
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> None:
@@ -122,6 +125,12 @@ def _parse_latent(items: list[str], bn: BayesNet, rows: pd.DataFrame, data: str
                             f"variables absent from the data: drop it (EM fills in the empty "
                             f"cells of a column)")
     absent = [v for v in bn.variables if v not in rows and v not in latent]
+    unknown = [c for c in rows.columns if c not in bn.states]
+    if absent and unknown:
+        # a misspelt header is likelier than a hidden variable: name both sides
+        raise DataError(f"{data} has columns the network does not know ({unknown}) and no "
+                        f"column for {absent}; rename the columns to the network's names "
+                        f"(names are case-sensitive)")
     if absent:
         declare = " ".join(f"--latent {v}:{len(bn.states[v])}" for v in absent)
         raise DataError(f"{data} has no column for {absent}; declare them hidden with {declare}, "

@@ -270,3 +270,17 @@ def test_the_first_compile_is_announced_and_later_runs_are_quiet(tmp_path, monke
     (tmp_path / "inference_x" / "kernels.run_rows-1.py311.nbi").write_bytes(b"")
     note_first_compile()
     assert capsys.readouterr().err == ""
+
+
+def test_a_misspelt_header_is_named_and_a_header_without_rows_is_refused(asia_rows, tmp_path,
+                                                                          capsys):
+    _, frame = asia_rows
+    frame.rename(columns={"smoke": "Smoke"}).to_csv(tmp_path / "m.csv", index=False)
+    frame.iloc[:0].to_csv(tmp_path / "e.csv", index=False)
+    for command in ("fit", "impute"):
+        out = str(tmp_path / ("f.bif" if command == "fit" else "f.csv"))
+        assert main(["bn", command, "asia", str(tmp_path / "m.csv"), "--out", out]) == 1
+        assert "'Smoke'" in capsys.readouterr().err
+        assert main(["bn", command, "asia", str(tmp_path / "e.csv"), "--out", out]) == 1
+        assert "a header and no rows" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "m.csv", "rows.csv"]
