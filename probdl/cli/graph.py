@@ -153,6 +153,10 @@ def fit(args: argparse.Namespace) -> int:
                     n_restarts=args.restarts, seed=args.seed)
     if is_writer():
         fitted.write(args.out)
+        if network_format(args.out) == "uai":
+            print(f"probdl: {args.out} holds no variable or state names (the UAI format has "
+                  f"none): read back, variables are var_0, var_1, ... and do not match "
+                  f"{args.data}'s columns; write .bif or .xmlbif to keep them", file=sys.stderr)
     history = list(getattr(fitted, "history_", []))
     summary = {
         "rows": len(rows),

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "demo", "run the main job end to end on bundled data", "probdl demo")
     p.add_argument("--out", default="demo_out", help="folder for the plots (default demo_out)")
-    p.add_argument("--parts", nargs="*", help="only these parts: data graph em bnn hybrid")
+    p.add_argument("--parts", nargs="+", help="only these parts: data graph em bnn hybrid")
 
     p = _command(
         sub,

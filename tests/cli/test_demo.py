@@ -46,3 +46,10 @@ def test_the_whole_demo_runs_end_to_end_and_its_numbers_hold(tmp_path, capsys):
     assert {"augmented_digits.png", "em_history.png", "imputation_calibration.png",
             "bnn_reliability.png", "bnn_uncertainty.png"} <= pngs  # fmt: skip
     assert all((tmp_path / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
+
+
+def test_parts_without_names_is_a_usage_error(tmp_path, capsys):
+    # `--parts` alone ran nothing, exited 0 and left an empty folder
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--out", str(tmp_path / "d"), "--parts"])
+    assert stop.value.code == 2 and not (tmp_path / "d").exists()

@@ -284,3 +284,17 @@ def test_a_misspelt_header_is_named_and_a_header_without_rows_is_refused(asia_ro
         assert main(["bn", command, "asia", str(tmp_path / "e.csv"), "--out", out]) == 1
         assert "a header and no rows" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "m.csv", "rows.csv"]
+
+
+def test_fit_to_uai_says_the_names_are_gone(asia_rows, tmp_path, capsys):
+    source, _ = asia_rows
+    assert main(["bn", "fit", "asia", str(source), "--out", str(tmp_path / "f.uai"),
+                 "--max-iter", "3"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "holds no variable or state names" in err and ".bif or .xmlbif" in err
+    from probdl.graph import BayesNet
+
+    assert BayesNet.read(tmp_path / "f.uai").variables[0] == "var_0"  # what the note says
+    assert main(["bn", "fit", "asia", str(source), "--out", str(tmp_path / "f.bif"),
+                 "--max-iter", "3"]) == 0  # fmt: skip
+    assert "no variable or state names" not in capsys.readouterr().err
