@@ -64,6 +64,30 @@ def _reference_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + DRIFT_SUFFIX)
 
 
+def read_reference(model_path: Path) -> np.ndarray | None:
+    """The validation entropies `train` stored beside the model; None if there is no file.
+
+    Read before any work: a damaged file stops the command before it writes anything.
+    """
+    path = _reference_path(model_path)
+    if not path.is_file():
+        return None
+    fix = "delete it (predict then skips the drift test) or retrain with `probdl train`"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not readable JSON ({err}); {fix}.") from None
+    values = document.get("val_entropy") if isinstance(document, dict) else None
+    try:
+        reference = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        reference = np.empty((0, 0))
+    if reference.ndim != 1 or reference.size == 0 or not np.isfinite(reference).all():
+        raise DataError(f"{path}: not the drift reference `probdl train` writes (a JSON object "
+                        f'{{"val_entropy": [numbers, ...]}}); {fix}.')
+    return reference
+
+
 def train(args: argparse.Namespace) -> int:
     if args.nproc > 1:
         from probdl.cli.launch import relaunch_under_torchrun
@@ -185,6 +209,7 @@ def predict(args: argparse.Namespace) -> int:
 
     model_path = Path(args.model)
     model = _load_model(args.model)
+    reference = read_reference(model_path)
     arch = model.architecture
     size, channels = (tuple(arch.image_size), arch.in_channels) if args.resize else (None, None)
     images, names = load_images(args.images, size=size, channels=channels)
@@ -215,8 +240,7 @@ def predict(args: argparse.Namespace) -> int:
         "out": str(args.out),
     }
     reference_path = _reference_path(model_path)
-    if reference_path.is_file():
-        reference = np.asarray(json.loads(reference_path.read_text())["val_entropy"])
+    if reference is not None:
         statistic, p_value = drift_test(reference, pred.entropy.numpy())
         report.update(drift_statistic=statistic, drift_p_value=p_value,
                       drifted=bool(p_value < DRIFT_ALPHA))

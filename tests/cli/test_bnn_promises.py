@@ -1,0 +1,45 @@
+"""probdl.cli.bnn: the command line keeps its promises to a newcomer (issue 17): a damaged file,
+a resumed run or a deterministic model gives a one-line error or an honest result, never a
+traceback or a silently wrong one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from probdl.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small deterministic CNN on digits, saved with its drift reference, as `train` does."""
+    from probdl import load_digits, split
+    from probdl.bnn import DeterministicCNN, Optim, predict, train
+
+    folder = tmp_path_factory.mktemp("tiny")
+    tr, va, _ = split(load_digits(), val=0.15, test=0.2, seed=0)
+    model = DeterministicCNN(1, 10, (8, 8), filters=(4,), dense=(16,))
+    train(model, tr, va, epochs=1, optim=Optim(lr=1e-2), progress=False)
+    path = model.save(folder / "model.pt")
+    reference = {"val_entropy": predict(model, va.images).entropy.tolist()}
+    (folder / "model.pt.reference.json").write_text(json.dumps(reference))
+    np.save(folder / "x.npy", va.images[:10].numpy())
+    return path
+
+
+@pytest.mark.parametrize("damage", ["{", "[1, 2]", '{"val_entropy": "abc"}', '{"other": [1]}',
+                                    '{"val_entropy": []}'])
+def test_predict_refuses_a_damaged_reference_before_writing(damage, tiny_model, tmp_path,
+                                                           capsys):
+    model = tmp_path / "model.pt"
+    model.write_bytes(tiny_model.read_bytes())
+    (tmp_path / "model.pt.reference.json").write_text(damage)
+    out = tmp_path / "p.csv"
+    code = main(["predict", "--model", str(model), "--images", str(tiny_model.parent / "x.npy"),
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("probdl: error:"), err
+    assert "model.pt.reference.json" in err and "delete it" in err
+    assert not out.exists()
