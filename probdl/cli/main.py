@@ -20,7 +20,7 @@ from pathlib import Path
 
 from probdl import __version__
 from probdl.cli.output import OutputPaths, json_mode
-from probdl.errors import ProbdlError
+from probdl.errors import ProbdlError, UsageError
 
 DATA_HELP = "digits | shapes | idx:IMAGES,LABELS | cifar:DIR | folder:DIR"
 DEBUG_HELP = "show tracebacks of errors (accepted anywhere on the line)"
@@ -201,10 +201,11 @@ def _outputs(args: argparse.Namespace) -> OutputPaths:
     files = {"predict": ["out"], "bn fit": ["out"], "bn impute": ["out", "posteriors"],
              "bn query": ["plot"]}.get(command, [])
     folders = {"train": ["out"], "demo": ["out"], "evaluate": ["out"]}.get(command, [])
-    paths = [getattr(args, name, None) for name in folders]
+    paths = {f"--{name}": getattr(args, name, None) for name in folders}
     if command == "evaluate" and args.out is None:  # the plots go beside the model
-        paths = [Path(args.model).parent]
-    return OutputPaths(files=[getattr(args, name, None) for name in files], folders=paths)
+        paths = {"the model's folder": Path(args.model).parent}
+    return OutputPaths(files={f"--{name}": getattr(args, name, None) for name in files},
+                       folders=paths)
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"probdl: error: {err}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, UsageError) else 1
     except KeyboardInterrupt:
         print("probdl: interrupted", file=sys.stderr)
         return 130

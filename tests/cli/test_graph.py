@@ -204,3 +204,16 @@ def test_fit_speaks_the_command_lines_words_and_its_advice_works(tmp_path, capsy
     assert main(["bn", "fit", "asia", str(data), "--latent", "either:2", "--out", out,
                  "--max-iter", "5"]) == 0
     assert BayesNet.read(out).states["either"] == ["yes", "no"]
+
+
+def test_bn_impute_refuses_out_and_posteriors_of_one_file(asia_rows, tmp_path, capsys,
+                                                          monkeypatch):
+    data, _ = asia_rows
+    monkeypatch.chdir(tmp_path)
+    for posteriors in ("same.csv", "./same.csv", "sub/../same.csv"):
+        code = main(["bn", "impute", "asia", str(data), "--out", "same.csv",
+                     "--posteriors", posteriors])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert "--out and --posteriors name the same file" in err
+        assert not (tmp_path / "same.csv").exists() and not (tmp_path / "sub").exists()
