@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("net", help="a .bif/.xmlbif/.uai file or a bundled network's name")
     q.add_argument("--target", required=True, action="append", help="repeat or comma-separate")
     q.add_argument("--evidence", default="", help="A=a,B=b")
-    q.add_argument("--plot", help="draw the network with posterior bars to this PNG")
+    q.add_argument("--plot", help="draw the network with posterior bars to this file; its "
+                   "suffix picks the format: .png, .pdf or .svg")
     q.add_argument("--json", action="store_true")
     f = _command(
         bn_sub,
@@ -198,13 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _outputs(args: argparse.Namespace) -> OutputPaths:
     """The files and folders a command writes, prepared before it starts (docs/cli.md)."""
     command = f"bn {args.bn_command}" if args.command == "bn" else args.command
-    files = {"predict": ["out"], "bn fit": ["out"], "bn impute": ["out", "posteriors"],
-             "bn query": ["plot"]}.get(command, [])
+    files = {"predict": ["out"], "bn fit": ["out"], "bn impute": ["out", "posteriors"]
+             }.get(command, [])
+    figures = {"bn query": ["plot"]}.get(command, [])
     folders = {"train": ["out"], "demo": ["out"], "evaluate": ["out"]}.get(command, [])
     paths = {f"--{name}": getattr(args, name, None) for name in folders}
     if command == "evaluate" and args.out is None:  # the plots go beside the model
         paths = {"the model's folder": Path(args.model).parent}
     return OutputPaths(files={f"--{name}": getattr(args, name, None) for name in files},
+                       figures={f"--{name}": getattr(args, name, None) for name in figures},
                        folders=paths)
 
 

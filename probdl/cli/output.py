@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from probdl.errors import DataError, UsageError
-from probdl.files import check_writable
+from probdl.files import check_writable, figure_format
 
 __all__ = ["OutputPaths", "emit_json", "json_mode"]
 
@@ -88,28 +88,41 @@ class OutputPaths:
     (:func:`probdl.files.check_writable`); a file path that is an existing folder is refused.
     If the body raises, or calls :meth:`undo` (a command that failed with an exit code), the
     folders created here that are still empty are removed. ``None`` entries (options not
-    given) are skipped. ``files`` and ``folders`` may map the option that names each path
-    (``{"--out": ..., "--posteriors": ...}``) to it, for the messages.
+    given) are skipped. ``figures`` are files too, whose suffix must name a format
+    :mod:`probdl.plots` writes (png, pdf, svg). ``files``, ``figures`` and ``folders`` may
+    map the option that names each path (``{"--out": ..., "--posteriors": ...}``) to it, for
+    the messages.
 
     Raises
     ------
     UsageError
-        Two of the paths are one file, before anything is created.
+        Two of the paths are one file, or a figure's suffix is no format it can be written
+        in, before anything is created.
     DataError
         A path that cannot be created or written, naming it and the fix.
     """
 
     def __init__(self, files: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
-                 folders: Iterable[str | Path | None] | Mapping[str, str | Path | None] = ()
+                 folders: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
+                 figures: Iterable[str | Path | None] | Mapping[str, str | Path | None] = ()
                  ) -> None:
-        self.named = [(label or str(p), Path(p))
-                      for label, p in [*_labelled(files), *_labelled(folders)] if p is not None]
-        self.files = [Path(p) for _, p in _labelled(files) if p is not None]
+        self.named = [(label or str(p), Path(p)) for label, p in
+                      [*_labelled(files), *_labelled(figures), *_labelled(folders)]
+                      if p is not None]
+        self.figures = [(label, Path(p)) for label, p in _labelled(figures) if p is not None]
+        self.files = [Path(p) for _, p in [*_labelled(files), *_labelled(figures)]
+                      if p is not None]
         self.folders = [Path(p) for _, p in _labelled(folders) if p is not None]
         self.created: list[Path] = []
 
-    def check_distinct(self) -> None:
-        """Refuse two outputs that are one file: the second write would replace the first."""
+    def check(self) -> None:
+        """Refuse a figure of a format that cannot be written, and two outputs that are one
+        file (the second write would replace the first)."""
+        for label, path in self.figures:
+            try:
+                figure_format(path, UsageError)
+            except UsageError as err:
+                raise UsageError(f"{label} {err}" if label else str(err)) from None
         for i, (second, path) in enumerate(self.named):
             for first, other in self.named[:i]:
                 if _same(path, other):
@@ -118,7 +131,7 @@ class OutputPaths:
                         f"overwrite the other; give each its own name.")
 
     def __enter__(self) -> OutputPaths:
-        self.check_distinct()
+        self.check()
         try:
             for path in self.files:
                 if path.is_dir():
