@@ -43,3 +43,15 @@ def test_predict_refuses_a_damaged_reference_before_writing(damage, tiny_model, 
     assert code == 1 and err.count("\n") == 1 and err.startswith("probdl: error:"), err
     assert "model.pt.reference.json" in err and "delete it" in err
     assert not out.exists()
+
+
+def test_evaluate_leaves_out_the_mutual_information_auroc_of_a_deterministic_model(
+        tiny_model, tmp_path, capsys):
+    argv = ["evaluate", "--model", str(tiny_model), "--ood", "noise", "--num-samples", "2",
+            "--out", str(tmp_path)]
+    assert main([*argv, "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert "auroc_ood" in scores and "auroc_ood_mi" not in scores
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "auroc_ood" in printed and "auroc_ood_mi" not in printed
