@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +49,23 @@ def load_data(spec: str) -> ImageDataset:
                     "cifar:DIR, folder:DIR")
 
 
-def _print_table(title: str, scores: dict[str, Any], as_json: bool) -> None:
+def _print_table(title: str, scores: dict[str, Any], as_json: bool,
+                 files: dict[str, Any]) -> None:
+    """The scores as a table, or as JSON with the ``files`` written ({"plots": [...], ...});
+    the "plots: ..." line goes to stdout, or with --json to stderr (json_mode)."""
     flat = {k: v for k, v in scores.items() if isinstance(v, int | float)}
     if as_json:
-        emit_json(flat)
-        return
-    print(title)
-    for key, value in flat.items():
-        print(f"  {key:>14}  {value:.4f}" if isinstance(value, float) else f"  {key:>14}  {value}")
+        emit_json({**flat, **{k: _as_text(v) for k, v in files.items()}})
+    else:
+        print(title)
+        for key, value in flat.items():
+            print(f"  {key:>14}  {value:.4f}" if isinstance(value, float)
+                  else f"  {key:>14}  {value}")
+    print("plots: " + ", ".join(str(p) for p in files["plots"]))
+
+
+def _as_text(value: Any) -> Any:
+    return [str(v) for v in value] if isinstance(value, list) else str(value)
 
 
 def _reference_path(model_path: Path) -> Path:
@@ -120,9 +128,8 @@ def train(args: argparse.Namespace) -> int:
     written.append(plots.reliability_diagram(test_pred.probs, test_set.labels,
                                              out / "reliability.png"))
     scores.update(best_epoch=result.best_epoch, seconds=round(result.seconds, 1))
-    _print_table(f"test split ({len(test_set)} images), model -> {model_path}", scores, args.json)
-    if not args.json:
-        print("plots: " + ", ".join(str(p) for p in written))
+    _print_table(f"test split ({len(test_set)} images), model -> {model_path}", scores,
+                 args.json, {"model": model_path, "plots": written})
     return 0
 
 
@@ -190,9 +197,8 @@ def evaluate(args: argparse.Namespace) -> int:
             scores["shift_auroc"] = metrics.auroc(shifted.entropy, pred.entropy)
         written.append(plots.uncertainty_histograms(
             pred.entropy, shifted.entropy, out / f"evaluate_uncertainty_{args.ood}.png"))
-    _print_table(f"{args.data} test split ({len(test_set)} images)", scores, args.json)
-    if not args.json:
-        print("plots: " + ", ".join(str(p) for p in written))
+    _print_table(f"{args.data} test split ({len(test_set)} images)", scores, args.json,
+                 {"plots": written})
     return 0
 
 
@@ -222,6 +228,9 @@ def predict(args: argparse.Namespace) -> int:
             "them (bilinear resize, colour to grey or grey to colour)."
         )
     pred = bnn.predict(model, torch.from_numpy(images), num_samples=args.num_samples)
+    if torch.isnan(pred.entropy).any():  # before anything is written: no CSV of NaNs
+        raise DataError(f"{args.images}: prediction produced NaN entropies; check the input "
+                        "images (NaN or infinite pixels?)")
     abstain = pred.abstain(args.abstain)
     frame = pd.DataFrame({"image": names, "label": pred.class_names})
     for k, name in enumerate(pred.classes):
@@ -240,13 +249,13 @@ def predict(args: argparse.Namespace) -> int:
         "out": str(args.out),
     }
     reference_path = _reference_path(model_path)
+    report["drift_reference"] = str(reference_path) if reference is not None else None
     if reference is not None:
         statistic, p_value = drift_test(reference, pred.entropy.numpy())
         report.update(drift_statistic=statistic, drift_p_value=p_value,
                       drifted=bool(p_value < DRIFT_ALPHA))
-    if args.json:
+    if args.json:  # the document first; the lines below then go to stderr (json_mode)
         emit_json(report)
-        return 0
     print(f"{report['images']} images -> {args.out}; abstained on {report['abstained']} "
           f"(confidence < {args.abstain})")
     if "drifted" in report:
@@ -256,6 +265,4 @@ def predict(args: argparse.Namespace) -> int:
     else:
         print(f"drift: no reference entropies beside the model ({reference_path.name}); "
               "models saved by `probdl train` carry them")
-    if math.isnan(report["mean_entropy"]):
-        raise DataError("prediction produced NaN entropies; check the input images")
     return 0

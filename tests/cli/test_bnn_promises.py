@@ -55,3 +55,26 @@ def test_evaluate_leaves_out_the_mutual_information_auroc_of_a_deterministic_mod
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "auroc_ood" in printed and "auroc_ood_mi" not in printed
+
+
+def test_evaluate_and_predict_json_carry_the_files_and_say_the_notes_on_stderr(
+        tiny_model, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(tiny_model), "--out", str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    plots = json.loads(captured.out)["plots"]
+    assert plots == [str(tmp_path / "evaluate_reliability.png"),
+                     str(tmp_path / "evaluate_risk_coverage.png")]
+    assert "plots: " + ", ".join(plots) in captured.err
+    alone = tmp_path / "alone"  # a model without its drift reference
+    alone.mkdir()
+    (alone / "model.pt").write_bytes(tiny_model.read_bytes())
+    for model, reference in ((alone / "model.pt", None),
+                             (tiny_model, str(tiny_model) + ".reference.json")):
+        assert main(["predict", "--model", str(model), "--images",
+                     str(tiny_model.parent / "x.npy"), "--out", str(tmp_path / "p.csv"),
+                     "--json"]) == 0
+        captured = capsys.readouterr()
+        report = json.loads(captured.out)
+        assert report["drift_reference"] == reference and report["out"] == str(tmp_path / "p.csv")
+        assert ("drift: no reference entropies" in captured.err) == (reference is None)
+        assert "drift: predictive entropy is" in captured.err or reference is None
