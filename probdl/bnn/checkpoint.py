@@ -23,8 +23,8 @@ from probdl.errors import CheckpointError
 from probdl.files import atomic_write
 
 __all__ = [
-    "FORMAT", "VERSION", "load_training_state", "read_model", "restore", "save_model",
-    "save_training_state",
+    "FORMAT", "VERSION", "checkpoint_epoch", "load_training_state", "read_model", "restore",
+    "save_model", "save_training_state",
 ]  # fmt: skip
 
 FORMAT = "probdl.bnn"
@@ -173,6 +173,20 @@ def save_training_state(
         "averages": None if averages is None else [a.detach().cpu() for a in averages],
     }
     return _write(obj, Path(path))
+
+
+def checkpoint_epoch(path: str | Path) -> int:
+    """How many epochs the training checkpoint at ``path`` holds (what ``resume`` starts after).
+
+    Raises
+    ------
+    CheckpointError
+        The file is no readable training checkpoint.
+    """
+    obj = _read(path)
+    if obj["format"] != FORMAT + ".training" or not isinstance(obj.get("epoch"), int):
+        raise CheckpointError(f"{path}: a model file, not a training checkpoint.")
+    return obj["epoch"]
 
 
 def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:

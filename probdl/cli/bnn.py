@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from probdl.data import (
     split,
 )
 from probdl.distributed import is_writer
-from probdl.errors import DataError
+from probdl.errors import CheckpointError, DataError, UsageError
 from probdl.files import atomic_write, check_writable
 
 DRIFT_SUFFIX = ".reference.json"
@@ -96,7 +97,43 @@ def read_reference(model_path: Path) -> np.ndarray | None:
     return reference
 
 
+def _check_run_folder(args: argparse.Namespace) -> None:
+    """--resume needs a run to continue; without it, a run's model is not overwritten; and a
+    run that already has --epochs epochs says it has nothing to do. Checked before any work
+    (by every process under --nproc: none writes before all have joined)."""
+    from probdl.bnn.checkpoint import checkpoint_epoch
+
+    out = Path(args.out)
+    checkpoint = out / "checkpoints" / "checkpoint.pt"
+    if args.resume:
+        if not checkpoint.is_file():
+            raise UsageError(f"--resume: {out} holds no run to continue (no {checkpoint}); "
+                             "drop --resume to start a fresh run there.")
+        try:
+            done = checkpoint_epoch(checkpoint)
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"--resume: {checkpoint} cannot be continued ({_first_sentence(err)}); rerun "
+                f"without --resume into another --out to train afresh.") from None
+        if done >= args.epochs and is_writer():
+            print(f"probdl: {out} already trained {done} epochs >= --epochs {args.epochs}; "
+                  "nothing to do (pass a larger --epochs to train more); its results follow.",
+                  file=sys.stderr)
+        return
+    held = [p for p in (out / "model.pt", checkpoint) if p.exists()]
+    if held:
+        raise UsageError(f"{out} already holds a run ({held[0]}); pass --resume to continue it, "
+                         "or choose another --out.")
+
+
+def _first_sentence(err: Exception) -> str:
+    """The error's message up to its first sentence's end, the file name left out."""
+    text = str(err).split(": ", 1)[-1]
+    return text.split("; ", 1)[0].split(". ", 1)[0].rstrip(".")
+
+
 def train(args: argparse.Namespace) -> int:
+    _check_run_folder(args)
     if args.nproc > 1:
         from probdl.cli.launch import relaunch_under_torchrun
 

@@ -78,3 +78,42 @@ def test_evaluate_and_predict_json_carry_the_files_and_say_the_notes_on_stderr(
         assert report["drift_reference"] == reference and report["out"] == str(tmp_path / "p.csv")
         assert ("drift: no reference entropies" in captured.err) == (reference is None)
         assert "drift: predictive entropy is" in captured.err or reference is None
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """A run folder `probdl train` left after one epoch of a deterministic CNN."""
+    out = tmp_path_factory.mktemp("run") / "digits"
+    assert main(["train", "--model", "deterministic", "--epochs", "1", "--out", str(out),
+                 "--json"]) == 0
+    return out
+
+
+def test_train_resume_of_no_run_is_refused_and_leaves_nothing(tmp_path, capsys):
+    out = tmp_path / "runs" / "new"
+    code = main(["train", "--epochs", "1", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "holds no run to continue" in err and "drop --resume" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_into_a_run_folder_without_resume_is_refused(one_epoch_run, capsys):
+    model = one_epoch_run / "model.pt"
+    before = model.stat().st_mtime_ns
+    capsys.readouterr()
+    code = main(["train", "--model", "deterministic", "--epochs", "1", "--out",
+                 str(one_epoch_run)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "pass --resume to continue it, or choose another --out" in err
+    assert model.stat().st_mtime_ns == before
+
+
+def test_train_resume_past_its_epochs_says_there_is_nothing_to_do(one_epoch_run, capsys):
+    capsys.readouterr()
+    assert main(["train", "--model", "deterministic", "--epochs", "1", "--out",
+                 str(one_epoch_run), "--resume", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "already trained 1 epochs >= --epochs 1; nothing to do" in captured.err
+    assert json.loads(captured.out)["best_epoch"] == 1
