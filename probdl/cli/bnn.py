@@ -25,7 +25,7 @@ from probdl.data import (
     split,
 )
 from probdl.distributed import is_writer
-from probdl.errors import CheckpointError, DataError, UsageError
+from probdl.errors import CheckpointError, DataError, ProbdlError, UsageError
 from probdl.files import atomic_write, check_writable
 
 DRIFT_SUFFIX = ".reference.json"
@@ -101,7 +101,7 @@ def _check_run_folder(args: argparse.Namespace) -> None:
     """--resume needs a run to continue; without it, a run's model is not overwritten; and a
     run that already has --epochs epochs says it has nothing to do. Checked before any work
     (by every process under --nproc: none writes before all have joined)."""
-    from probdl.bnn.checkpoint import checkpoint_epoch
+    from probdl.bnn.checkpoint import RESAVE_FIX, checkpoint_epoch
 
     out = Path(args.out)
     checkpoint = out / "checkpoints" / "checkpoint.pt"
@@ -112,9 +112,8 @@ def _check_run_folder(args: argparse.Namespace) -> None:
         try:
             done = checkpoint_epoch(checkpoint)
         except CheckpointError as err:
-            raise CheckpointError(
-                f"--resume: {checkpoint} cannot be continued ({_first_sentence(err)}); rerun "
-                f"without --resume into another --out to train afresh.") from None
+            raise _cli_fix(err, RESAVE_FIX, "it cannot be resumed: drop --resume and train "
+                           "afresh into another --out") from None
         if done >= args.epochs and is_writer():
             print(f"probdl: {out} already trained {done} epochs >= --epochs {args.epochs}; "
                   "nothing to do (pass a larger --epochs to train more); its results follow.",
@@ -124,12 +123,6 @@ def _check_run_folder(args: argparse.Namespace) -> None:
     if held:
         raise UsageError(f"{out} already holds a run ({held[0]}); pass --resume to continue it, "
                          "or choose another --out.")
-
-
-def _first_sentence(err: Exception) -> str:
-    """The error's message up to its first sentence's end, the file name left out."""
-    text = str(err).split(": ", 1)[-1]
-    return text.split("; ", 1)[0].split(". ", 1)[0].rstrip(".")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -147,10 +140,17 @@ def train(args: argparse.Namespace) -> int:
              "mc-dropout": bnn.MCDropoutCNN}
     model = kinds[args.model](in_channels=data.shape[0], num_classes=len(data.classes),
                               image_size=data.shape[1:])
-    result = bnn.train(model, train_set, val_set, epochs=args.epochs, device=args.device,
-                       checkpoint_dir=out / "checkpoints", seed=args.seed, resume=args.resume,
-                       optim=bnn.Optim(lr=args.lr, batch_size=args.batch_size),
-                       inputs=bnn.Inputs(augment=args.augment))
+    try:
+        result = bnn.train(model, train_set, val_set, epochs=args.epochs, device=args.device,
+                           checkpoint_dir=out / "checkpoints", seed=args.seed,
+                           resume=args.resume,
+                           optim=bnn.Optim(lr=args.lr, batch_size=args.batch_size),
+                           inputs=bnn.Inputs(augment=args.augment))
+    except CheckpointError as err:
+        from probdl.bnn.checkpoint import OTHER_RUN_FIX
+
+        raise _cli_fix(err, OTHER_RUN_FIX, "resume with the run's own --model and --data, or "
+                       "train into another --out") from None
     if not is_writer():
         return 0
     model_path = model.save(out / "model.pt")
@@ -170,10 +170,23 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+# the library's fixes speak Python (model.save(path), size=(H, W), checkpoint_dir); the
+# command line replaces them with its own options
+def _cli_fix(err: ProbdlError, python_fix: str, cli_fix: str) -> ProbdlError:
+    """``err`` again, its ``python_fix`` said as ``cli_fix`` (the same error if it has none)."""
+    if python_fix not in str(err):
+        return err
+    return type(err)(str(err).replace(python_fix, cli_fix))
+
+
 def _load_model(path: str):
     from probdl.bnn import load_model
+    from probdl.bnn.checkpoint import RESAVE_FIX
 
-    return load_model(path)
+    try:
+        return load_model(path)
+    except CheckpointError as err:
+        raise _cli_fix(err, RESAVE_FIX, "train it again with `probdl train`") from None
 
 
 def _ood_images(kind: str, test: ImageDataset, seed: int = 0) -> torch.Tensor:
@@ -255,7 +268,12 @@ def predict(args: argparse.Namespace) -> int:
     reference = read_reference(model_path)
     arch = model.architecture
     size, channels = (tuple(arch.image_size), arch.in_channels) if args.resize else (None, None)
-    images, names = load_images(args.images, size=size, channels=channels)
+    try:
+        images, names = load_images(args.images, size=size, channels=channels)
+    except DataError as err:
+        from probdl.data.files import SIZE_FIX
+
+        raise _cli_fix(err, SIZE_FIX, "pass --resize to bring them to the model's size") from None
     expected = (arch.in_channels, *arch.image_size)
     if tuple(images.shape[1:]) != expected:
         c, h, w = images.shape[1:]

@@ -117,3 +117,63 @@ def test_train_resume_past_its_epochs_says_there_is_nothing_to_do(one_epoch_run,
     captured = capsys.readouterr()
     assert "already trained 1 epochs >= --epochs 1; nothing to do" in captured.err
     assert json.loads(captured.out)["best_epoch"] == 1
+
+
+def _error(argv, capsys) -> str:
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("probdl: error:"), (code, err)
+    return err
+
+
+def test_predict_speaks_of_resize_not_size_for_images_of_several_sizes(tiny_model, tmp_path,
+                                                                       capsys):
+    from PIL import Image
+
+    (tmp_path / "pngs").mkdir()
+    for i, side in enumerate((8, 12)):
+        Image.fromarray(np.zeros((side, side), dtype=np.uint8)).save(tmp_path / f"pngs/{i}.png")
+    argv = ["predict", "--model", str(tiny_model), "--images", str(tmp_path / "pngs"), "--out",
+            str(tmp_path / "p.csv")]
+    err = _error(argv, capsys)
+    assert "--resize" in err and "size=(H, W)" not in err
+    assert main([*argv, "--resize"]) == 0
+
+
+def test_predict_names_a_channels_last_array_and_resizes_a_npy(tiny_model, tmp_path, capsys):
+    np.save(tmp_path / "hwc.npy", np.zeros((4, 8, 8, 1), dtype=np.float32))
+    argv = ["predict", "--model", str(tiny_model), "--images", str(tmp_path / "hwc.npy"),
+            "--out", str(tmp_path / "p.csv")]
+    for extra in ([], ["--resize"]):
+        err = _error([*argv, *extra], capsys)
+        assert "channels-last" in err and "(N, C, H, W)" in err and "8 channel(s)" not in err
+    np.save(tmp_path / "big.npy", np.random.default_rng(0).random((3, 3, 16, 16)))
+    argv = ["predict", "--model", str(tiny_model), "--images", str(tmp_path / "big.npy"),
+            "--out", str(tmp_path / "p.csv")]
+    assert "--resize" in _error(argv, capsys)
+    assert main([*argv, "--resize"]) == 0  # colour 16x16 to the model's grey 8x8
+
+
+def test_a_truncated_model_or_checkpoint_gives_the_command_lines_fix(tiny_model, one_epoch_run,
+                                                                     tmp_path, capsys):
+    cut = tmp_path / "model.pt"
+    cut.write_bytes(tiny_model.read_bytes()[:3000])
+    err = _error(["predict", "--model", str(cut), "--images", str(tiny_model.parent / "x.npy"),
+                  "--out", str(tmp_path / "p.csv")], capsys)
+    assert "probdl train" in err and "model.save" not in err and err.endswith(".\n")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    checkpoint = (one_epoch_run / "checkpoints" / "checkpoint.pt").read_bytes()
+    (run / "checkpoints" / "checkpoint.pt").write_bytes(checkpoint[:3000])
+    err = _error(["train", "--model", "deterministic", "--epochs", "2", "--out", str(run),
+                  "--resume"], capsys)
+    assert "drop --resume" in err and "model.save" not in err
+
+
+def test_resuming_with_other_settings_says_another_out_without_a_config_dump(one_epoch_run,
+                                                                             capsys):
+    err = _error(["train", "--model", "bayesian", "--epochs", "2", "--out",
+                  str(one_epoch_run), "--resume"], capsys)
+    assert "another --out" in err and "checkpoint_dir" not in err
+    assert "kind DeterministicCNN (this model: BayesianCNN)" in err and "{" not in err
