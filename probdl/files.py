@@ -76,10 +76,12 @@ def figure_format(path: str | Path, error: type[ProbdlError] = DataError) -> str
     suffix = Path(path).suffix
     if suffix.lower().lstrip(".") in FIGURE_FORMATS:
         return suffix.lower().lstrip(".")
-    names = ", ".join("." + f for f in FIGURE_FORMATS)
-    given = f"suffix {suffix!r}" if suffix else "no suffix"
-    raise error(f"{path}: a figure's file name says its format, and {given} is none that can "
-                f"be written; end it in one of {names}.")
+    names = [f".{f}" for f in FIGURE_FORMATS]
+    end = f"end the file name in {', '.join(names[:-1])} or {names[-1]}"
+    if not suffix:
+        raise error(f"{path}: no suffix to pick the figure's format; {end}.")
+    raise error(f"{path}: cannot write a figure in the {suffix} format; {end} (the suffix picks "
+                "the format).")
 
 
 def _mb(n: float) -> str:

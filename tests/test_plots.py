@@ -98,6 +98,6 @@ def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path):
     for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF"), (".svg", b"<?xml")):
         path = plots.save_figure(plt.figure(), tmp_path / f"f{suffix}")
         assert path.read_bytes().startswith(magic), suffix
-    with pytest.raises(DataError, match=r"\.png, \.pdf, \.svg"):
+    with pytest.raises(DataError, match=r"\.png, \.pdf or \.svg"):
         plots.save_figure(plt.figure(), tmp_path / "f.txt")
     assert not (tmp_path / "f.txt").exists() and not plt.get_fignums()

@@ -118,6 +118,10 @@ class OutputPaths:
     def check(self) -> None:
         """Refuse a figure of a format that cannot be written, and two outputs that are one
         file (the second write would replace the first)."""
+        for path in self.files:
+            if path.is_dir():
+                example = "out.png" if path in [p for _, p in self.figures] else "out.csv"
+                raise DataError(f"{path}: is a folder; give a file name, e.g. {path / example}")
         for label, path in self.figures:
             try:
                 figure_format(path, UsageError)
@@ -133,10 +137,6 @@ class OutputPaths:
     def __enter__(self) -> OutputPaths:
         self.check()
         try:
-            for path in self.files:
-                if path.is_dir():
-                    raise DataError(f"{path}: is a folder; give a file name, e.g. "
-                                    f"{path / 'out.csv'}")
             for folder in [p.parent for p in self.files] + self.folders:
                 self.created += [p for p in _missing_folders(folder) if p not in self.created]
                 check_writable(folder, what="output folder")
