@@ -24,7 +24,7 @@ from probdl.data import (
     make_shapes,
     split,
 )
-from probdl.distributed import is_writer
+from probdl.distributed import is_writer, launched_by_torchrun
 from probdl.errors import CheckpointError, DataError, ProbdlError, UsageError
 from probdl.files import atomic_write, check_writable
 
@@ -114,7 +114,7 @@ def _check_run_folder(args: argparse.Namespace) -> None:
         except CheckpointError as err:
             raise _cli_fix(err, RESAVE_FIX, "it cannot be resumed: drop --resume and train "
                            "afresh into another --out") from None
-        if done >= args.epochs and is_writer():
+        if done >= args.epochs and not launched_by_torchrun():  # --nproc: said once, here
             print(f"probdl: {out} already trained {done} epochs >= --epochs {args.epochs}; "
                   "nothing to do (pass a larger --epochs to train more); its results follow.",
                   file=sys.stderr)
