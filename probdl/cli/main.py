@@ -206,9 +206,14 @@ def _outputs(args: argparse.Namespace) -> OutputPaths:
     paths = {f"--{name}": getattr(args, name, None) for name in folders}
     if command == "evaluate" and args.out is None:  # the plots go beside the model
         paths = {"the model's folder": Path(args.model).parent}
+    network = {"NET": "net", "DATA": "data"}  # what a command reads: never overwritten
+    inputs = {"predict": {"--model": "model", "--images": "images"},
+              "evaluate": {"--model": "model"}, "bn fit": network, "bn impute": network,
+              }.get(command, {})
     return OutputPaths(files={f"--{name}": getattr(args, name, None) for name in files},
                        figures={f"--{name}": getattr(args, name, None) for name in figures},
-                       folders=paths)
+                       folders=paths,
+                       inputs={label: getattr(args, name) for label, name in inputs.items()})
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

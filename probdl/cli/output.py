@@ -88,24 +88,25 @@ class OutputPaths:
     (:func:`probdl.files.check_writable`); a file path that is an existing folder is refused.
     If the body raises, or calls :meth:`undo` (a command that failed with an exit code), the
     folders created here that are still empty are removed. ``None`` entries (options not
-    given) are skipped. ``figures`` are files too, whose suffix must name a format
-    :mod:`probdl.plots` writes (png, pdf, svg). ``files``, ``figures`` and ``folders`` may
+    given) are skipped. ``inputs`` (option -> path) are the files the command reads: an
+    output that is one of them is refused. ``figures`` are files too, whose suffix must name
+    a format :mod:`probdl.plots` writes (png, pdf, svg). ``files``, ``figures`` and ``folders`` may
     map the option that names each path (``{"--out": ..., "--posteriors": ...}``) to it, for
     the messages.
 
     Raises
     ------
     UsageError
-        Two of the paths are one file, or a figure's suffix is no format it can be written
-        in, before anything is created.
+        Two of the paths are one file, an output is an input, or a figure's suffix is no
+        format it can be written in, before anything is created.
     DataError
         A path that cannot be created or written, naming it and the fix.
     """
 
     def __init__(self, files: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
                  folders: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
-                 figures: Iterable[str | Path | None] | Mapping[str, str | Path | None] = ()
-                 ) -> None:
+                 figures: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
+                 inputs: Mapping[str, str | Path | None] | None = None) -> None:
         self.named = [(label or str(p), Path(p)) for label, p in
                       [*_labelled(files), *_labelled(figures), *_labelled(folders)]
                       if p is not None]
@@ -113,6 +114,7 @@ class OutputPaths:
         self.files = [Path(p) for _, p in [*_labelled(files), *_labelled(figures)]
                       if p is not None]
         self.folders = [Path(p) for _, p in _labelled(folders) if p is not None]
+        self.inputs = [(label, Path(p)) for label, p in (inputs or {}).items() if p is not None]
         self.created: list[Path] = []
 
     def check(self) -> None:
@@ -133,6 +135,13 @@ class OutputPaths:
                     raise UsageError(
                         f"{first} and {second} name the same file ({path}): one would "
                         f"overwrite the other; give each its own name.")
+        outputs = [(label, p) for label, p in self.named if p in self.files]
+        for label, path in outputs:
+            for source, other in self.inputs:
+                if other.is_file() and _same(path, other):
+                    raise UsageError(
+                        f"{label} names the command's input {source} ({path}): writing it "
+                        f"would destroy what is read; give the output another name.")
 
     def __enter__(self) -> OutputPaths:
         self.check()

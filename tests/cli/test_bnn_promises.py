@@ -177,3 +177,12 @@ def test_resuming_with_other_settings_says_another_out_without_a_config_dump(one
                   str(one_epoch_run), "--resume"], capsys)
     assert "another --out" in err and "checkpoint_dir" not in err
     assert "kind DeterministicCNN (this model: BayesianCNN)" in err and "{" not in err
+
+
+def test_predict_refuses_to_write_its_csv_over_the_model(tiny_model, tmp_path, capsys):
+    model = tmp_path / "model.pt"
+    model.write_bytes(tiny_model.read_bytes())
+    assert main(["predict", "--model", str(model), "--images", str(tiny_model.parent / "x.npy"),
+                 "--out", str(model)]) == 2
+    assert "--out names the command's input --model" in capsys.readouterr().err
+    assert model.read_bytes() == tiny_model.read_bytes()

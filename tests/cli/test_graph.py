@@ -235,3 +235,12 @@ def test_bn_query_refuses_a_plot_format_it_cannot_write_before_work(name, tmp_pa
     assert captured.out == "" and captured.err.count("\n") == 1, captured
     assert "--plot" in captured.err and ".png, .pdf or .svg" in captured.err
     assert not (tmp_path / "new").exists()
+
+
+def test_an_output_that_is_the_commands_input_is_refused(asia_rows, capsys):
+    data, _ = asia_rows
+    before = data.read_bytes()
+    assert main(["bn", "impute", "asia", str(data), "--out", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "--out names the command's input DATA" in err and err.count("\n") == 1
+    assert data.read_bytes() == before
