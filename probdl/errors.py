@@ -13,7 +13,7 @@ all. Each message says what was wrong, where (file, variable, row) and how to fi
 from __future__ import annotations
 
 __all__ = ["CPTError", "CheckpointError", "DataError", "InferenceError", "ModelError",
-           "ProbdlError"]
+           "ProbdlError", "UsageError"]
 
 
 class ProbdlError(Exception):
@@ -41,3 +41,9 @@ class InferenceError(ProbdlError, ValueError):
 
 class CheckpointError(ProbdlError, OSError):
     """A saved model cannot be loaded: truncated, another architecture or format version, unsafe."""
+
+
+class UsageError(ProbdlError, ValueError):
+    """A command line that contradicts itself (two outputs of one name, a plot format matplotlib
+    cannot write, ``--resume`` of no run): raised by :mod:`probdl.cli` before any work starts;
+    the command exits with 2, as for a usage error argparse finds."""

@@ -28,7 +28,10 @@ from typing import IO, Any
 
 from probdl.errors import DataError, ProbdlError
 
-__all__ = ["atomic_write", "check_writable", "umask"]
+__all__ = ["FIGURE_FORMATS", "atomic_write", "check_writable", "figure_format", "umask"]
+
+#: the formats :mod:`probdl.plots` writes, each named by its file suffix
+FIGURE_FORMATS = ("png", "pdf", "svg")
 
 #: the probe writes at most this much for real; larger needs are checked against free space
 _PROBE_CAP = 64 << 20
@@ -62,6 +65,23 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def figure_format(path: str | Path, error: type[ProbdlError] = DataError) -> str:
+    """The format a figure's file name asks for by its suffix: ``png``, ``pdf`` or ``svg``.
+
+    Raises ``error`` for any other suffix (a file named ``plot.txt`` holding PNG bytes helps
+    nobody), naming the suffixes that work.
+    """
+    suffix = Path(path).suffix
+    if suffix.lower().lstrip(".") in FIGURE_FORMATS:
+        return suffix.lower().lstrip(".")
+    names = [f".{f}" for f in FIGURE_FORMATS]
+    end = f"end the file name in {', '.join(names[:-1])} or {names[-1]}"
+    if not suffix:
+        raise error(f"{path}: no suffix to pick the figure's format; {end}.")
+    raise error(f"{path}: cannot write a figure in the {suffix} format; {end} (the suffix picks "
+                "the format).")
 
 
 def _mb(n: float) -> str:

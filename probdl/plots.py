@@ -1,10 +1,12 @@
-"""Figures as PNG files; the only module of probdl that imports matplotlib.
+"""Figures as PNG, PDF or SVG files; the only module of probdl that imports matplotlib.
 
     from probdl import load_digits
     from probdl.plots import image_grid
     image_grid(load_digits().images[:32], "digits.png")
 
-Every function takes data and a path, writes the PNG atomically and returns the path.
+Every function takes data and a path, writes the figure atomically in the format the path's
+suffix names (``.png``, ``.pdf`` or ``.svg``; any other suffix is a DataError) and returns the
+path.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 import torch
 
 from probdl import metrics
-from probdl.files import atomic_write
+from probdl.errors import DataError
+from probdl.files import atomic_write, figure_format
 
 __all__ = [
     "calibration_curve",
@@ -46,9 +49,15 @@ _LONGEST = 40
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Render ``fig`` to PNG and write it atomically to ``path``; closes the figure."""
+    """Render ``fig`` in the format ``path``'s suffix names (png, pdf, svg) and write it
+    atomically to ``path``; closes the figure."""
+    try:
+        fmt = figure_format(path)
+    except DataError:
+        plt.close(fig)
+        raise
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     with atomic_write(path) as fh:
         fh.write(buffer.getvalue())

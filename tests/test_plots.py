@@ -89,3 +89,15 @@ def test_training_loss_axis_is_linear_over_a_small_range_with_whole_epochs(losse
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path):
+    from probdl.errors import DataError
+
+    plt = pytest.importorskip("matplotlib.pyplot")
+    for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF"), (".svg", b"<?xml")):
+        path = plots.save_figure(plt.figure(), tmp_path / f"f{suffix}")
+        assert path.read_bytes().startswith(magic), suffix
+    with pytest.raises(DataError, match=r"\.png, \.pdf or \.svg"):
+        plots.save_figure(plt.figure(), tmp_path / "f.txt")
+    assert not (tmp_path / "f.txt").exists() and not plt.get_fignums()

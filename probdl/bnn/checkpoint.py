@@ -23,14 +23,17 @@ from probdl.errors import CheckpointError
 from probdl.files import atomic_write
 
 __all__ = [
-    "FORMAT", "VERSION", "load_training_state", "read_model", "restore", "save_model",
-    "save_training_state",
+    "FORMAT", "OTHER_RUN_FIX", "RESAVE_FIX", "VERSION", "checkpoint_epoch",
+    "load_training_state", "read_model", "restore", "save_model", "save_training_state",
 ]  # fmt: skip
 
 FORMAT = "probdl.bnn"
 # 2: the training tricks left the model's config; pixel range, temperature and split added
 VERSION = 2
 _STD_KEYS = ("standardize_mean_", "standardize_std_")
+# the fixes the messages end in, in Python's words; the command line says its own instead
+RESAVE_FIX = "save it again with model.save(path), or retrain"
+OTHER_RUN_FIX = "resume with the same model settings, or use another checkpoint_dir"
 
 
 def _payload(model: Any) -> dict[str, Any]:
@@ -79,16 +82,14 @@ def _read(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several kinds for truncated or foreign files
-        reason = str(err).splitlines()[0][:160] if str(err) else ""
         raise CheckpointError(
-            f"{path}: cannot be read as a probdl checkpoint; the file is truncated, corrupt or "
-            "not a torch file, or holds objects weights_only loading refuses "
-            f"({type(err).__name__}: {reason}). Save it again with model.save(path)."
+            f"{path}: cannot be read as a probdl checkpoint ({type(err).__name__}: "
+            f"{_clip(str(err))}): the file is truncated, corrupt or not a torch file, or holds "
+            f"objects weights_only loading refuses; {RESAVE_FIX}."
         ) from None
     if not isinstance(obj, dict) or obj.get("format") not in (FORMAT, FORMAT + ".training"):
         raise CheckpointError(
-            f"{path}: not a probdl.bnn checkpoint (no format tag {FORMAT!r}); save models with "
-            "model.save(path)."
+            f"{path}: not a probdl.bnn checkpoint (no format tag {FORMAT!r}); {RESAVE_FIX}."
         )
     if obj.get("version") != VERSION:
         raise CheckpointError(
@@ -96,6 +97,24 @@ def _read(path: str | Path) -> dict[str, Any]:
             f"version {VERSION}; re-save it with the probdl that wrote it, or retrain."
         )
     return obj
+
+
+def _clip(reason: str, most: int = 120) -> str:
+    """The first line of an error's text, cut at a word and marked if longer than ``most``."""
+    line = reason.strip().splitlines()[0] if reason.strip() else "no detail"
+    return line if len(line) <= most else line[:most].rsplit(" ", 1)[0] + " ..."
+
+
+def _config_difference(saved: dict[str, Any], kind: str, config: dict[str, Any]) -> str:
+    """What differs between a checkpoint's model and this one, briefly: "filters [32, 64]
+    (this model: [16])"."""
+    if saved.get("kind") != kind:  # then every setting of the other kind differs: say the kind
+        return f"kind {saved.get('kind')} (this model: {kind})"
+    parts: list[str] = []
+    theirs = saved.get("config") or {}
+    parts += [f"{key} {theirs.get(key)} (this model: {config.get(key)})"
+              for key in sorted(set(theirs) | set(config)) if theirs.get(key) != config.get(key)]
+    return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
 
 
 def read_model(path: str | Path) -> dict[str, Any]:
@@ -175,6 +194,20 @@ def save_training_state(
     return _write(obj, Path(path))
 
 
+def checkpoint_epoch(path: str | Path) -> int:
+    """How many epochs the training checkpoint at ``path`` holds (what ``resume`` starts after).
+
+    Raises
+    ------
+    CheckpointError
+        The file is no readable training checkpoint.
+    """
+    obj = _read(path)
+    if obj["format"] != FORMAT + ".training" or not isinstance(obj.get("epoch"), int):
+        raise CheckpointError(f"{path}: a model file, not a training checkpoint.")
+    return obj["epoch"]
+
+
 def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:
     """Restore model, optimizer and schedule from a training checkpoint in place."""
     path = Path(path)
@@ -184,9 +217,8 @@ def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:
     saved = obj["model"]
     if saved.get("kind") != model.kind or saved.get("config") != model.config():
         raise CheckpointError(
-            f"{path}: the checkpoint was written for a {saved.get('kind')} with config "
-            f"{saved.get('config')}, not this {model.kind}; resume with the same model settings "
-            "or use another checkpoint_dir."
+            f"{path}: the checkpoint was written for another model: "
+            f"{_config_difference(saved, model.kind, model.config())}; {OTHER_RUN_FIX}."
         )
     device = next(iter(model.parameters())).device
     restore(model, saved, path)

@@ -182,8 +182,9 @@ def evaluate(
     out-of-distribution inputs), predictive entropy as the score and OOD as the positive
     class: ``auroc_ood``, ``aupr_ood`` (average precision), ``fpr95_ood`` (the share of
     ``data`` flagged when 95% of ``ood`` is), and ``auroc_ood_mi`` (mutual information as the
-    score). ``check_split``: refuse a part of another split of the data the model was trained
-    on (see :func:`check_same_split`).
+    score; left out for a deterministic model, whose mutual information is identically zero,
+    so its AUROC would be a meaningless 0.5). ``check_split``: refuse a part of another split
+    of the data the model was trained on (see :func:`check_same_split`).
     """
     if check_split:
         check_same_split(model, data)
@@ -199,5 +200,6 @@ def evaluate(
         scores["auroc_ood"] = metrics.auroc(ood_pred.entropy, pred.entropy)
         scores["aupr_ood"] = metrics.aupr(ood_pred.entropy, pred.entropy)
         scores["fpr95_ood"] = metrics.fpr_at_tpr(ood_pred.entropy, pred.entropy, 0.95)
-        scores["auroc_ood_mi"] = metrics.auroc(ood_pred.epistemic, pred.epistemic)
+        if model.stochastic:  # a deterministic model has no epistemic part to rank by
+            scores["auroc_ood_mi"] = metrics.auroc(ood_pred.epistemic, pred.epistemic)
     return scores

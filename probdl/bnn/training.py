@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from probdl import distributed as ddp
 from probdl.bnn.base import CNNBase, check_images, resolve_device
 from probdl.bnn.calibration import fit_temperature
-from probdl.bnn.checkpoint import load_training_state, save_training_state
+from probdl.bnn.checkpoint import OTHER_RUN_FIX, load_training_state, save_training_state
 from probdl.bnn.objectives import default_objective
 from probdl.bnn.options import Inputs, Optim, augment_standardized, epoch_augment
 from probdl.bnn.prediction import predictive_probs
@@ -219,8 +219,7 @@ def train(
         averages = state["averages"] if ema_decay > 0 else None
         if averages is not None and [a.shape for a in averages] != [p.shape for p in params]:
             raise CheckpointError(
-                f"{ckpt_path}: its parameter averages do not fit this model; resume with the "
-                "same model settings or use another checkpoint_dir."
+                f"{ckpt_path}: its parameter averages do not fit this model; {OTHER_RUN_FIX}."
             )
         torch.set_rng_state(state["rng"])
     ddp.broadcast_parameters(model)

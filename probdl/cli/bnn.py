@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from probdl.data import (
     make_shapes,
     split,
 )
-from probdl.distributed import is_writer
-from probdl.errors import DataError
+from probdl.distributed import is_writer, launched_by_torchrun
+from probdl.errors import CheckpointError, DataError, ProbdlError, UsageError
 from probdl.files import atomic_write, check_writable
 
 DRIFT_SUFFIX = ".reference.json"
@@ -50,21 +50,83 @@ def load_data(spec: str) -> ImageDataset:
                     "cifar:DIR, folder:DIR")
 
 
-def _print_table(title: str, scores: dict[str, Any], as_json: bool) -> None:
+def _print_table(title: str, scores: dict[str, Any], as_json: bool,
+                 files: dict[str, Any]) -> None:
+    """The scores as a table, or as JSON with the ``files`` written ({"plots": [...], ...});
+    the "plots: ..." line goes to stdout, or with --json to stderr (json_mode)."""
     flat = {k: v for k, v in scores.items() if isinstance(v, int | float)}
     if as_json:
-        emit_json(flat)
-        return
-    print(title)
-    for key, value in flat.items():
-        print(f"  {key:>14}  {value:.4f}" if isinstance(value, float) else f"  {key:>14}  {value}")
+        emit_json({**flat, **{k: _as_text(v) for k, v in files.items()}})
+    else:
+        print(title)
+        for key, value in flat.items():
+            print(f"  {key:>14}  {value:.4f}" if isinstance(value, float)
+                  else f"  {key:>14}  {value}")
+    print("plots: " + ", ".join(str(p) for p in files["plots"]))
+
+
+def _as_text(value: Any) -> Any:
+    return [str(v) for v in value] if isinstance(value, list) else str(value)
 
 
 def _reference_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + DRIFT_SUFFIX)
 
 
+def read_reference(model_path: Path) -> np.ndarray | None:
+    """The validation entropies `train` stored beside the model; None if there is no file.
+
+    Read before any work: a damaged file stops the command before it writes anything.
+    """
+    path = _reference_path(model_path)
+    if not path.is_file():
+        return None
+    fix = "delete it (predict then skips the drift test) or retrain with `probdl train`"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not readable JSON ({err}); {fix}.") from None
+    values = document.get("val_entropy") if isinstance(document, dict) else None
+    try:
+        reference = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        reference = np.empty((0, 0))
+    if reference.ndim != 1 or reference.size == 0 or not np.isfinite(reference).all():
+        raise DataError(f"{path}: not the drift reference `probdl train` writes (a JSON object "
+                        f'{{"val_entropy": [numbers, ...]}}); {fix}.')
+    return reference
+
+
+def _check_run_folder(args: argparse.Namespace) -> None:
+    """--resume needs a run to continue; without it, a run's model is not overwritten; and a
+    run that already has --epochs epochs says it has nothing to do. Checked before any work
+    (by every process under --nproc: none writes before all have joined)."""
+    from probdl.bnn.checkpoint import RESAVE_FIX, checkpoint_epoch
+
+    out = Path(args.out)
+    checkpoint = out / "checkpoints" / "checkpoint.pt"
+    if args.resume:
+        if not checkpoint.is_file():
+            raise UsageError(f"--resume: {out} holds no run to continue (no {checkpoint}); "
+                             "drop --resume to start a fresh run there.")
+        try:
+            done = checkpoint_epoch(checkpoint)
+        except CheckpointError as err:
+            raise _cli_fix(err, RESAVE_FIX, "it cannot be resumed: drop --resume and train "
+                           "afresh into another --out") from None
+        if done >= args.epochs and not launched_by_torchrun():  # --nproc: said once, here
+            print(f"probdl: {out} already trained {done} epochs >= --epochs {args.epochs}; "
+                  "nothing to do (pass a larger --epochs to train more); its results follow.",
+                  file=sys.stderr)
+        return
+    held = [p for p in (out / "model.pt", checkpoint) if p.exists()]
+    if held:
+        raise UsageError(f"{out} already holds a run ({held[0]}); pass --resume to continue it, "
+                         "or choose another --out.")
+
+
 def train(args: argparse.Namespace) -> int:
+    _check_run_folder(args)
     if args.nproc > 1:
         from probdl.cli.launch import relaunch_under_torchrun
 
@@ -78,10 +140,17 @@ def train(args: argparse.Namespace) -> int:
              "mc-dropout": bnn.MCDropoutCNN}
     model = kinds[args.model](in_channels=data.shape[0], num_classes=len(data.classes),
                               image_size=data.shape[1:])
-    result = bnn.train(model, train_set, val_set, epochs=args.epochs, device=args.device,
-                       checkpoint_dir=out / "checkpoints", seed=args.seed, resume=args.resume,
-                       optim=bnn.Optim(lr=args.lr, batch_size=args.batch_size),
-                       inputs=bnn.Inputs(augment=args.augment))
+    try:
+        result = bnn.train(model, train_set, val_set, epochs=args.epochs, device=args.device,
+                           checkpoint_dir=out / "checkpoints", seed=args.seed,
+                           resume=args.resume,
+                           optim=bnn.Optim(lr=args.lr, batch_size=args.batch_size),
+                           inputs=bnn.Inputs(augment=args.augment))
+    except CheckpointError as err:
+        from probdl.bnn.checkpoint import OTHER_RUN_FIX
+
+        raise _cli_fix(err, OTHER_RUN_FIX, "resume with the run's own --model and --data, or "
+                       "train into another --out") from None
     if not is_writer():
         return 0
     model_path = model.save(out / "model.pt")
@@ -96,16 +165,28 @@ def train(args: argparse.Namespace) -> int:
     written.append(plots.reliability_diagram(test_pred.probs, test_set.labels,
                                              out / "reliability.png"))
     scores.update(best_epoch=result.best_epoch, seconds=round(result.seconds, 1))
-    _print_table(f"test split ({len(test_set)} images), model -> {model_path}", scores, args.json)
-    if not args.json:
-        print("plots: " + ", ".join(str(p) for p in written))
+    _print_table(f"test split ({len(test_set)} images), model -> {model_path}", scores,
+                 args.json, {"model": model_path, "plots": written})
     return 0
+
+
+# the library's fixes speak Python (model.save(path), size=(H, W), checkpoint_dir); the
+# command line replaces them with its own options
+def _cli_fix(err: ProbdlError, python_fix: str, cli_fix: str) -> ProbdlError:
+    """``err`` again, its ``python_fix`` said as ``cli_fix`` (the same error if it has none)."""
+    if python_fix not in str(err):
+        return err
+    return type(err)(str(err).replace(python_fix, cli_fix))
 
 
 def _load_model(path: str):
     from probdl.bnn import load_model
+    from probdl.bnn.checkpoint import RESAVE_FIX
 
-    return load_model(path)
+    try:
+        return load_model(path)
+    except CheckpointError as err:
+        raise _cli_fix(err, RESAVE_FIX, "train it again with `probdl train`") from None
 
 
 def _ood_images(kind: str, test: ImageDataset, seed: int = 0) -> torch.Tensor:
@@ -166,9 +247,8 @@ def evaluate(args: argparse.Namespace) -> int:
             scores["shift_auroc"] = metrics.auroc(shifted.entropy, pred.entropy)
         written.append(plots.uncertainty_histograms(
             pred.entropy, shifted.entropy, out / f"evaluate_uncertainty_{args.ood}.png"))
-    _print_table(f"{args.data} test split ({len(test_set)} images)", scores, args.json)
-    if not args.json:
-        print("plots: " + ", ".join(str(p) for p in written))
+    _print_table(f"{args.data} test split ({len(test_set)} images)", scores, args.json,
+                 {"plots": written})
     return 0
 
 
@@ -185,9 +265,15 @@ def predict(args: argparse.Namespace) -> int:
 
     model_path = Path(args.model)
     model = _load_model(args.model)
+    reference = read_reference(model_path)
     arch = model.architecture
     size, channels = (tuple(arch.image_size), arch.in_channels) if args.resize else (None, None)
-    images, names = load_images(args.images, size=size, channels=channels)
+    try:
+        images, names = load_images(args.images, size=size, channels=channels)
+    except DataError as err:
+        from probdl.data.files import SIZE_FIX
+
+        raise _cli_fix(err, SIZE_FIX, "pass --resize to bring them to the model's size") from None
     expected = (arch.in_channels, *arch.image_size)
     if tuple(images.shape[1:]) != expected:
         c, h, w = images.shape[1:]
@@ -197,6 +283,9 @@ def predict(args: argparse.Namespace) -> int:
             "them (bilinear resize, colour to grey or grey to colour)."
         )
     pred = bnn.predict(model, torch.from_numpy(images), num_samples=args.num_samples)
+    if torch.isnan(pred.entropy).any():  # before anything is written: no CSV of NaNs
+        raise DataError(f"{args.images}: prediction produced NaN entropies; check the input "
+                        "images (NaN or infinite pixels?)")
     abstain = pred.abstain(args.abstain)
     frame = pd.DataFrame({"image": names, "label": pred.class_names})
     for k, name in enumerate(pred.classes):
@@ -215,14 +304,13 @@ def predict(args: argparse.Namespace) -> int:
         "out": str(args.out),
     }
     reference_path = _reference_path(model_path)
-    if reference_path.is_file():
-        reference = np.asarray(json.loads(reference_path.read_text())["val_entropy"])
+    report["drift_reference"] = str(reference_path) if reference is not None else None
+    if reference is not None:
         statistic, p_value = drift_test(reference, pred.entropy.numpy())
         report.update(drift_statistic=statistic, drift_p_value=p_value,
                       drifted=bool(p_value < DRIFT_ALPHA))
-    if args.json:
+    if args.json:  # the document first; the lines below then go to stderr (json_mode)
         emit_json(report)
-        return 0
     print(f"{report['images']} images -> {args.out}; abstained on {report['abstained']} "
           f"(confidence < {args.abstain})")
     if "drifted" in report:
@@ -232,6 +320,4 @@ def predict(args: argparse.Namespace) -> int:
     else:
         print(f"drift: no reference entropies beside the model ({reference_path.name}); "
               "models saved by `probdl train` carry them")
-    if math.isnan(report["mean_entropy"]):
-        raise DataError("prediction produced NaN entropies; check the input images")
     return 0

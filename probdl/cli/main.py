@@ -20,7 +20,7 @@ from pathlib import Path
 
 from probdl import __version__
 from probdl.cli.output import OutputPaths, json_mode
-from probdl.errors import ProbdlError
+from probdl.errors import ProbdlError, UsageError
 
 DATA_HELP = "digits | shapes | idx:IMAGES,LABELS | cifar:DIR | folder:DIR"
 DEBUG_HELP = "show tracebacks of errors (accepted anywhere on the line)"
@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("net", help="a .bif/.xmlbif/.uai file or a bundled network's name")
     q.add_argument("--target", required=True, action="append", help="repeat or comma-separate")
     q.add_argument("--evidence", default="", help="A=a,B=b")
-    q.add_argument("--plot", help="draw the network with posterior bars to this PNG")
+    q.add_argument("--plot", help="draw the network with posterior bars to this file; its "
+                   "suffix picks the format: .png, .pdf or .svg")
     q.add_argument("--json", action="store_true")
     f = _command(
         bn_sub,
@@ -204,13 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _outputs(args: argparse.Namespace) -> OutputPaths:
     """The files and folders a command writes, prepared before it starts (docs/cli.md)."""
     command = f"bn {args.bn_command}" if args.command == "bn" else args.command
-    files = {"predict": ["out"], "bn fit": ["out"], "bn impute": ["out", "posteriors"],
-             "bn query": ["plot"]}.get(command, [])
+    files = {"predict": ["out"], "bn fit": ["out"], "bn impute": ["out", "posteriors"]
+             }.get(command, [])
+    figures = {"bn query": ["plot"]}.get(command, [])
     folders = {"train": ["out"], "demo": ["out"], "evaluate": ["out"]}.get(command, [])
-    paths = [getattr(args, name, None) for name in folders]
+    paths = {f"--{name}": getattr(args, name, None) for name in folders}
     if command == "evaluate" and args.out is None:  # the plots go beside the model
-        paths = [Path(args.model).parent]
-    return OutputPaths(files=[getattr(args, name, None) for name in files], folders=paths)
+        paths = {"the model's folder": Path(args.model).parent}
+    network = {"NET": "net", "DATA": "data"}  # what a command reads: never overwritten
+    inputs = {"predict": {"--model": "model", "--images": "images"},
+              "evaluate": {"--model": "model"}, "bn fit": network, "bn impute": network,
+              }.get(command, {})
+    return OutputPaths(files={f"--{name}": getattr(args, name, None) for name in files},
+                       figures={f"--{name}": getattr(args, name, None) for name in figures},
+                       folders=paths,
+                       inputs={label: getattr(args, name) for label, name in inputs.items()})
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -248,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"probdl: error: {err}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, UsageError) else 1
     except KeyboardInterrupt:
         print("probdl: interrupted", file=sys.stderr)
         return 130

@@ -10,7 +10,9 @@ every other line a command prints (progress, "plot -> ...") goes to stderr. ``js
 redirects ``sys.stdout`` to stderr for the whole command, so a stray print anywhere below
 cannot break the document; :func:`emit_json` writes to the stdout the command started with.
 
-Output paths: missing parent folders are created and proved writable before any work starts
+Output paths: two outputs of one command that name the same file (after resolving ``..`` and
+links) are a :class:`~probdl.errors.UsageError`, found before anything is created. Missing
+parent folders are created and proved writable before any work starts
 (:func:`probdl.files.check_writable`), so a run does not learn at the end that it cannot save;
 when the command then fails, the folders it created and left empty are removed again, so an
 invalid argument leaves nothing behind. Folders created by a command that succeeds are named
@@ -21,13 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from probdl.errors import DataError
-from probdl.files import check_writable
+from probdl.errors import DataError, UsageError
+from probdl.files import check_writable, figure_format
 
 __all__ = ["OutputPaths", "emit_json", "json_mode"]
 
@@ -55,6 +58,24 @@ def emit_json(document: Any) -> None:
     out.flush()
 
 
+def _labelled(paths: Iterable[str | Path | None] | Mapping[str, str | Path | None]
+              ) -> list[tuple[str | None, str | Path | None]]:
+    if isinstance(paths, Mapping):
+        return list(paths.items())
+    return [(None, p) for p in paths]
+
+
+def _same(a: Path, b: Path) -> bool:
+    """One file by its resolved path, or (both existing) by device and inode: hard links,
+    case-insensitive file systems."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _missing_folders(folder: Path) -> list[Path]:
     """``folder`` and those of its ancestors that do not exist yet, deepest first."""
     return [p for p in (folder, *folder.parents) if not p.exists()]
@@ -67,26 +88,64 @@ class OutputPaths:
     (:func:`probdl.files.check_writable`); a file path that is an existing folder is refused.
     If the body raises, or calls :meth:`undo` (a command that failed with an exit code), the
     folders created here that are still empty are removed. ``None`` entries (options not
-    given) are skipped.
+    given) are skipped. ``inputs`` (option -> path) are the files the command reads: an
+    output that is one of them is refused. ``figures`` are files too, whose suffix must name
+    a format :mod:`probdl.plots` writes (png, pdf, svg). ``files``, ``figures`` and ``folders`` may
+    map the option that names each path (``{"--out": ..., "--posteriors": ...}``) to it, for
+    the messages.
 
     Raises
     ------
+    UsageError
+        Two of the paths are one file, an output is an input, or a figure's suffix is no
+        format it can be written in, before anything is created.
     DataError
         A path that cannot be created or written, naming it and the fix.
     """
 
-    def __init__(self, files: Iterable[str | Path | None] = (),
-                 folders: Iterable[str | Path | None] = ()) -> None:
-        self.files = [Path(p) for p in files if p is not None]
-        self.folders = [Path(p) for p in folders if p is not None]
+    def __init__(self, files: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
+                 folders: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
+                 figures: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
+                 inputs: Mapping[str, str | Path | None] | None = None) -> None:
+        self.named = [(label or str(p), Path(p)) for label, p in
+                      [*_labelled(files), *_labelled(figures), *_labelled(folders)]
+                      if p is not None]
+        self.figures = [(label, Path(p)) for label, p in _labelled(figures) if p is not None]
+        self.files = [Path(p) for _, p in [*_labelled(files), *_labelled(figures)]
+                      if p is not None]
+        self.folders = [Path(p) for _, p in _labelled(folders) if p is not None]
+        self.inputs = [(label, Path(p)) for label, p in (inputs or {}).items() if p is not None]
         self.created: list[Path] = []
 
+    def check(self) -> None:
+        """Refuse a figure of a format that cannot be written, and two outputs that are one
+        file (the second write would replace the first)."""
+        for path in self.files:
+            if path.is_dir():
+                example = "out.png" if path in [p for _, p in self.figures] else "out.csv"
+                raise DataError(f"{path}: is a folder; give a file name, e.g. {path / example}")
+        for label, path in self.figures:
+            try:
+                figure_format(path, UsageError)
+            except UsageError as err:
+                raise UsageError(f"{label} {err}" if label else str(err)) from None
+        for i, (second, path) in enumerate(self.named):
+            for first, other in self.named[:i]:
+                if _same(path, other):
+                    raise UsageError(
+                        f"{first} and {second} name the same file ({path}): one would "
+                        f"overwrite the other; give each its own name.")
+        outputs = [(label, p) for label, p in self.named if p in self.files]
+        for label, path in outputs:
+            for source, other in self.inputs:
+                if other.is_file() and _same(path, other):
+                    raise UsageError(
+                        f"{label} names the command's input {source} ({path}): writing it "
+                        f"would destroy what is read; give the output another name.")
+
     def __enter__(self) -> OutputPaths:
+        self.check()
         try:
-            for path in self.files:
-                if path.is_dir():
-                    raise DataError(f"{path}: is a folder; give a file name, e.g. "
-                                    f"{path / 'out.csv'}")
             for folder in [p.parent for p in self.files] + self.folders:
                 self.created += [p for p in _missing_folders(folder) if p not in self.created]
                 check_writable(folder, what="output folder")

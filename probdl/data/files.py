@@ -24,7 +24,10 @@ import numpy as np
 from probdl.data.dataset import ImageDataset
 from probdl.errors import DataError
 
-__all__ = ["load_cifar", "load_idx", "load_image_folder", "load_images"]
+__all__ = ["SIZE_FIX", "load_cifar", "load_idx", "load_image_folder", "load_images"]
+
+#: how a message about images of several sizes ends, in Python's words (the CLI says --resize)
+SIZE_FIX = "pass size=(H, W) to resize them to one size"
 
 # IDX type codes (the third byte of the magic number) -> numpy big-endian dtype.
 _IDX_DTYPES = {
@@ -232,8 +235,7 @@ def _read_images(
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(
-            f"{where}: images differ in size ({sorted(shapes)[:3]}...); pass size=(H, W) "
-            "to resize them to one size."
+            f"{where}: images differ in size ({sorted(shapes)[:3]}...); {SIZE_FIX}."
         )
     return np.stack(arrays)
 
@@ -272,11 +274,36 @@ def load_image_folder(
     return ImageDataset(images, labels, [d.name for d in class_dirs], source=str(directory))
 
 
+def _convert(array: np.ndarray, size: tuple[int, int] | None, channels: int | None
+             ) -> np.ndarray:
+    """(N, C, H, W) images converted as image files are: grey to colour by repeating, colour
+    to grey by luminance (ITU-R 601, as PIL's "L"), then a bilinear resize to ``size``."""
+    if channels is not None and channels != array.shape[1]:
+        if channels == 3 and array.shape[1] == 1:
+            array = np.repeat(array, 3, axis=1)
+        elif channels == 3 and array.shape[1] == 4:  # RGBA: the alpha channel is dropped
+            array = array[:, :3]
+        elif channels == 1 and array.shape[1] in (3, 4):
+            array = np.tensordot(array[:, :3], np.float32([0.299, 0.587, 0.114]),
+                                 axes=([1], [0]))[:, None].astype(np.float32)
+        else:
+            raise DataError(f"cannot convert images of {array.shape[1]} channels to {channels}.")
+    if size is not None and tuple(array.shape[2:]) != tuple(size):
+        import torch
+        import torch.nn.functional as F
+
+        resized = F.interpolate(torch.from_numpy(np.ascontiguousarray(array)), size=tuple(size),
+                                mode="bilinear", align_corners=False, antialias=True)
+        array = resized.numpy()
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 def load_images(
     path: str | Path, size: tuple[int, int] | None = None, channels: int | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """Unlabelled images for prediction: one file, a folder of files (searched recursively),
-    or a ``.npy`` array of shape (N, C, H, W) in [0, 1].
+    or a ``.npy`` array of shape (N, C, H, W) in [0, 1] (or 0-255). ``size`` (H, W)
+    and ``channels`` (1 or 3) convert them, bilinear resize and grey to colour or back.
 
     Returns the images (N, C, H, W) float32 and a name for each (its file, or ``array[i]``).
     """
@@ -290,10 +317,14 @@ def load_images(
             array = array[:, None]
         if array.ndim != 4 or array.dtype.kind not in "fiu":
             raise DataError(f"{path}: expected a numeric array (N, C, H, W), got {array.shape}.")
+        if array.shape[-1] in (1, 3, 4) and array.shape[1] not in (1, 3, 4):
+            raise DataError(
+                f"{path}: the array {array.shape} looks channels-last (N, H, W, C); images must "
+                "be (N, C, H, W): save it as array.transpose(0, 3, 1, 2).")
         array = array.astype(np.float32)
-        if array.dtype.kind in "iu" or array.max(initial=0) > 1.0:
+        if array.max(initial=0) > 1.0:
             array = array / 255.0
-        return array, [f"{path.name}[{i}]" for i in range(len(array))]
+        return _convert(array, size, channels), [f"{path.name}[{i}]" for i in range(len(array))]
     if path.is_file():
         files = [path]
     elif path.is_dir():

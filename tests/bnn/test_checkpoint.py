@@ -111,3 +111,14 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"format": FORMAT, "payload": _Arbitrary()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="weights_only"):
         BayesianCNN.load(tmp_path / "evil.pt")
+
+
+def test_a_mismatching_checkpoint_names_what_differs_not_its_whole_config():
+    from probdl.bnn.checkpoint import _config_difference
+
+    model = DeterministicCNN(1, 10, (8, 8), **TINY)
+    saved = {"kind": model.kind, "config": {**model.config(), "filters": [8, 8]}}
+    assert _config_difference(saved, model.kind, model.config()) == (
+        f"filters [8, 8] (this model: {model.config()['filters']})")
+    assert _config_difference({"kind": "BayesianCNN", "config": {}}, model.kind, {}) == (
+        "kind BayesianCNN (this model: DeterministicCNN)")

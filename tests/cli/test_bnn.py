@@ -80,6 +80,14 @@ def test_train_json_is_the_whole_stdout(trained_run):
     assert 0 < scores["accuracy"] <= 1 and scores["best_epoch"] in (1, 2)
 
 
+def test_train_json_names_the_files_it_wrote_and_says_them_on_stderr(trained_run):
+    document = json.loads(TRAIN["stdout"])
+    assert document["model"] == str(trained_run / "model.pt")
+    plots = [trained_run / "training_curves.png", trained_run / "reliability.png"]
+    assert document["plots"] == [str(p) for p in plots]
+    assert f"plots: {plots[0]}, {plots[1]}" in TRAIN["stderr"]
+
+
 def test_the_ece_in_trains_reliability_title_is_the_printed_one(trained_run):
     from probdl import metrics
 

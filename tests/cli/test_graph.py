@@ -298,3 +298,41 @@ def test_fit_to_uai_says_the_names_are_gone(asia_rows, tmp_path, capsys):
     assert main(["bn", "fit", "asia", str(source), "--out", str(tmp_path / "f.bif"),
                  "--max-iter", "3"]) == 0  # fmt: skip
     assert "no variable or state names" not in capsys.readouterr().err
+def test_bn_impute_refuses_out_and_posteriors_of_one_file(asia_rows, tmp_path, capsys,
+                                                          monkeypatch):
+    data, _ = asia_rows
+    monkeypatch.chdir(tmp_path)
+    for posteriors in ("same.csv", "./same.csv", "sub/../same.csv"):
+        code = main(["bn", "impute", "asia", str(data), "--out", "same.csv",
+                     "--posteriors", posteriors])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert "--out and --posteriors name the same file" in err
+        assert not (tmp_path / "same.csv").exists() and not (tmp_path / "sub").exists()
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".png", b"\x89PNG"), (".pdf", b"%PDF"),
+                                               (".svg", b"<?xml"), (".SVG", b"<?xml")])
+def test_bn_query_plot_is_written_in_the_format_its_suffix_names(suffix, magic, tmp_path):
+    plot = tmp_path / f"out{suffix}"
+    assert main(["bn", "query", "asia", "--target", "lung", "--plot", str(plot)]) == 0
+    assert plot.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["out.txt", "out.jpeg", "out"])
+def test_bn_query_refuses_a_plot_format_it_cannot_write_before_work(name, tmp_path, capsys):
+    plot = tmp_path / "new" / name
+    assert main(["bn", "query", "asia", "--target", "lung", "--plot", str(plot)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured
+    assert "--plot" in captured.err and ".png, .pdf or .svg" in captured.err
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_output_that_is_the_commands_input_is_refused(asia_rows, capsys):
+    data, _ = asia_rows
+    before = data.read_bytes()
+    assert main(["bn", "impute", "asia", str(data), "--out", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "--out names the command's input DATA" in err and err.count("\n") == 1
+    assert data.read_bytes() == before

@@ -49,3 +49,20 @@ def test_output_paths_refuses_a_file_that_is_a_folder_and_a_folder_that_is_a_fil
             files=[tmp_path / "new" / "x.csv"], folders=[tmp_path / "f"]):
         pass
     assert not (tmp_path / "new").exists()  # prepared before the failure, removed again
+
+
+def test_output_paths_refuses_two_outputs_of_one_file_before_creating_anything(tmp_path):
+    from probdl.errors import UsageError
+
+    target = tmp_path / "new" / "x.csv"
+    with pytest.raises(UsageError, match="--out and --plot name the same file"), OutputPaths(
+            files={"--out": target, "--plot": tmp_path / "new" / ".." / "new" / "x.csv"}):
+        pass
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "a.csv").write_text("x")
+    (tmp_path / "b.csv").hardlink_to(tmp_path / "a.csv")
+    with pytest.raises(UsageError, match="same file"), OutputPaths(
+            files=[tmp_path / "a.csv", tmp_path / "b.csv"]):
+        pass
+    with OutputPaths(files={"--out": tmp_path / "a.csv", "--posteriors": None}):
+        pass
