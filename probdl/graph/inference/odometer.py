@@ -88,13 +88,14 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
 
 @njit(cache=True, nogil=True)
 def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_var, fs_start,
-             fa_stride, cpt_start, sep_start, sep_cpos, gr_start, gk_start, gk_list, sep_ppos,
-             S, base, pot_start, pot_cards, prune):
+             fa_stride, cpt_start, fa_base, sep_start, sep_cpos, gr_start, gk_start, gk_list,
+             sep_ppos, S, base, pot_start, pot_cards, prune):
     """Fill the odometer's stride matrix S (digit x target) and the targets' bases: the
     clique's potential (its CPTs multiplied at compile time, when it has one and no CPT is
     left out) or else each of its CPTs (flat index), its message to the parent, and the
-    product of each group of children sharing a separator. Returns (targets, potential or
-    CPT targets)."""
+    product of each group of children sharing a separator (``fa_base``: each CPT's offset of
+    family members outside the clique, zero on the network's tree). Returns (targets,
+    potential or CPT targets)."""
     M = cl_start[c + 1] - cl_start[c]
     pot = pot_start[c] >= 0 and not prune
     K = 1 if pot else fa_start[c + 1] - fa_start[c]
@@ -116,7 +117,7 @@ def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_v
         base[0] = b
     for k in range(0 if pot else K):
         f = fa_start[c] + k
-        b = cpt_start[fa_var[f]]
+        b = cpt_start[fa_var[f]] + fa_base[f]  # a row's own tree: its observed members
         for p in range(M):
             s = fa_stride[fs_start[f] + p]
             if s == 0:
@@ -168,20 +169,27 @@ def _last(h, T, S, hcard, last):
 
 
 @njit(cache=True, nogil=True)
-def _inner(h, T, S, hcard, offs, dig):
+def _inner(h, T, S, hcard, offs, dig, vary):
     """The fastest digits whose joint states number at most ``RUN`` (at least one digit):
     every target's index offset at each of those states into ``offs`` (targets x states), the
-    digits' values into ``dig``; returns (states R, digits q). The tight loops run these R
-    states per step of the odometer over the other digits."""
+    digits' values into ``dig``, whether each target depends on them into ``vary``; returns
+    (states R, digits q). The tight loops run these R states per step of the odometer over
+    the other digits."""
     if h == 0:
         for t in range(T):
             offs[t, 0] = 0
+            vary[t] = 0
         return 1, 0
     q = 1
     R = hcard[h - 1]
     while q < h and R * hcard[h - 1 - q] <= RUN:
         R *= hcard[h - 1 - q]
         q += 1
+    for t in range(T):
+        vary[t] = 0
+        for i in range(h - q, h):
+            if S[i, t] != 0:
+                vary[t] = 1
     for i in range(q):
         dig[i, 0] = 0
     for t in range(T):
