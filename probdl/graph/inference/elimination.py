@@ -47,12 +47,12 @@ for _i in range(64):
     _CTZ[((1 << _i) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _i
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _has(adj, a, b):
     return (adj[a, b >> 6] >> np.uint64(b & 63)) & _ONE != 0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _set(adj, a, b, on):
     if on:
         adj[a, b >> 6] |= _ONE << np.uint64(b & 63)
@@ -60,7 +60,7 @@ def _set(adj, a, b, on):
         adj[a, b >> 6] &= ~(_ONE << np.uint64(b & 63))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _link(a, b, adj, nb, nbc):
     _set(adj, a, b, True)
     _set(adj, b, a, True)

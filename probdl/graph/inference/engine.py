@@ -27,8 +27,8 @@ import numpy as np
 from ...errors import InferenceError
 from . import kernels
 from .junction import JunctionTree, build
-from .layout import TreeArrays
-from .rows import run_rows
+from .layout import TreeArrays, pack
+from .rows import run_rows, run_shared_rows
 from .rowtree import build as build_row
 from .rowtree import builder_scratch
 
@@ -73,8 +73,8 @@ class Engine:
         self.columns = arrays.columns
         self.pot, self.pot_log, self.pot_start = arrays.potentials(tree.cliques, self.cards,
                                                                    self.parents, cpts)
-        self.tree_arrays = (*arrays.tree_args(), self.pot_start, arrays.pot_cards,
-                            arrays.fa_base)
+        self.tree_arrays = pack((*arrays.tree_args(), self.pot_start, arrays.pot_cards,
+                                 arrays.fa_base))
         self._children: list[list[int]] | None = None
         self._moral: list[list[int]] | None = None
 
@@ -145,26 +145,31 @@ class Engine:
         """Row r's own tree (:func:`.rowtree.build`): (cliques as tuples of variables,
         parents, workspace entries, total clique size)."""
         on = np.ones(len(self.cards), dtype=bool) if factor_on is None else factor_on
-        tree, _, _, need, cost = build_row(
+        buf, off, _, _, need, cost = build_row(
             r, self.arrays.net_args(), np.ascontiguousarray(states, dtype=np.int64),
             np.ascontiguousarray(hidden, dtype=bool), on, target, self.flat, False, KINDS,
             MORE_HEURISTICS, builder_scratch(len(self.cards)))
-        start, var = tree[0], tree[1]
+        start, var, parent = (buf[off[i]:off[i + 1]] for i in range(3))
         cliques = [tuple(int(u) for u in var[start[c]:start[c + 1]])
                    for c in range(len(start) - 1)]
-        return cliques, tree[2], float(need), float(cost)
+        return cliques, parent, float(need), float(cost)
 
     # ------------------------------------------------------------------ passes
     def _call(self, states, hidden, soft, weights, factor_on, lg, maxprod, down, uniforms,
               log_z, post, counts, failed, assign, width, route, need, budget, target=-1):
         used = np.zeros(len(states), dtype=np.int64)
-        run_rows(self.tree_arrays, self.arrays.net_args(), route, need, budget / 8.0,
-                         target, KINDS, MORE_HEURISTICS, self.flat_log if lg else self.flat,
-                         self.pot_log if lg else self.pot, factor_on, states, hidden, soft,
-                         weights, width, lg, maxprod, down, uniforms, log_z, post,
-                         counts[:self.flat.size] if counts.size else counts,
-                         counts[self.flat.size:] if counts.size else counts, failed, assign,
-                         used)
+        cpt, pot = (self.flat_log, self.pot_log) if lg else (self.flat, self.pot)
+        cpt_counts = counts[:self.flat.size] if counts.size else counts
+        pot_counts = counts[self.flat.size:] if counts.size else counts
+        if route.any():
+            run_rows(*self.tree_arrays, self.arrays.net_args(), route, need, budget / 8.0,
+                     target, KINDS, MORE_HEURISTICS, cpt, pot, factor_on, states, hidden, soft,
+                     weights, width, lg, maxprod, down, uniforms, log_z, post, cpt_counts,
+                     pot_counts, failed, assign, used)
+        else:  # every row on the network's tree (budget checked by _chunks)
+            run_shared_rows(*self.tree_arrays, cpt, pot, factor_on, states, hidden, soft,
+                            weights, width, lg, maxprod, down, uniforms, log_z, post,
+                            cpt_counts, pot_counts, failed, assign)
         self.last_used = used  # which tree each row ran on (tests, benchmarks)
         bad = np.flatnonzero(used == 2)
         if bad.size:

@@ -1,8 +1,8 @@
 """Compiled per-row passes over the junction tree: sum-product, max-product and sampling.
 
     # called by probdl.graph.inference.rows.run_rows for each row, on the network's tree or
-    # on a tree built for the row (the same arrays: Engine.tree_arrays, rowtree.build)
-    _row(r, tree, cpt, pot, factor_on, states, hidden, ..., log_z, post, counts, failed, ...)
+    # on a tree built for the row (the same packed layout: Engine.tree_arrays, rowtree.build)
+    _row(r, buf, off, cpt, pot, factor_on, states, hidden, ..., log_z, post, counts, ...)
 
 The maths. Row r fixes its observed variables, so clique C only ranges over its hidden members
 H_C(r): its table has prod_{h in H_C} card(h) entries (one entry when nothing is hidden), and a
@@ -46,16 +46,49 @@ __all__ = ["FLOOR", "row_needs"]
 
 
 @njit(cache=True, nogil=True)
-def _row(r, tree, cpt, pot, factor_on, states, hidden, soft, weights, lg, maxprod, down,
+def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, maxprod, down,
          uniforms, log_z, post, counts, pot_counts, failed, assign, ws, S, offs, dig, work,
          scratch):
-    """One row's passes on ``tree`` (the arrays of :meth:`Engine.tree_arrays`, or of a row's
-    own tree), with the scratch of :func:`.rows._workspace` and ``work`` holding its tables."""
-    (cl_start, cl_var, cl_parent, cards, columns, sep_start, sep_cpos, sep_ppos, gr_start,
-     gk_start, gk_list, fa_start, fa_var, fs_start, fa_stride, cpt_start, hv_start, hv_pos,
-     pot_start, pot_cards, fa_base) = tree
-    (gp_off, gm_off, gsz, base, idx, hidx, hcard, digit, last, home_col, home_digit, tab_off,
-     up_off, dn_off, vary) = ws
+    """One row's passes on the tree packed in ``buf``/``off`` (:func:`.layout.pack`: the
+    network's, :attr:`Engine.tree_arrays`, or a row's own), with the scratch of
+    :func:`.rows._workspace` (``ws``: one index vector a row) and ``work`` holding its
+    tables."""
+    cl_start = buf[off[0]:off[1]]
+    cl_var = buf[off[1]:off[2]]
+    cl_parent = buf[off[2]:off[3]]
+    cards = buf[off[3]:off[4]]
+    columns = buf[off[4]:off[5]]
+    sep_start = buf[off[5]:off[6]]
+    sep_cpos = buf[off[6]:off[7]]
+    sep_ppos = buf[off[7]:off[8]]
+    gr_start = buf[off[8]:off[9]]
+    gk_start = buf[off[9]:off[10]]
+    gk_list = buf[off[10]:off[11]]
+    fa_start = buf[off[11]:off[12]]
+    fa_var = buf[off[12]:off[13]]
+    fs_start = buf[off[13]:off[14]]
+    fa_stride = buf[off[14]:off[15]]
+    cpt_start = buf[off[15]:off[16]]
+    hv_start = buf[off[16]:off[17]]
+    hv_pos = buf[off[17]:off[18]]
+    pot_start = buf[off[18]:off[19]]
+    pot_cards = buf[off[19]:off[20]]
+    fa_base = buf[off[20]:off[21]]
+    gp_off = ws[0]
+    gm_off = ws[1]
+    gsz = ws[2]
+    base = ws[3]
+    idx = ws[4]
+    hidx = ws[5]
+    hcard = ws[6]
+    digit = ws[7]
+    last = ws[8]
+    home_col = ws[9]
+    home_digit = ws[10]
+    tab_off = ws[11]
+    up_off = ws[12]
+    dn_off = ws[13]
+    vary = ws[14]
     m = cl_start.size - 1
     ng = gk_start.size - 1
     with_soft = soft.shape[0] > 0

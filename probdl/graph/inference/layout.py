@@ -22,7 +22,7 @@ import numpy as np
 from .junction import JunctionTree
 from .runs import FLOOR
 
-__all__ = ["POTENTIALS_TOTAL", "POTENTIAL_MAX", "TreeArrays"]
+__all__ = ["POTENTIALS_TOTAL", "POTENTIAL_MAX", "TreeArrays", "pack"]
 
 # Cliques whose CPTs are multiplied once at compile time (one read per table entry instead of
 # one per CPT): the smallest first, each up to POTENTIAL_MAX entries and all of them up to
@@ -168,3 +168,11 @@ class TreeArrays:
                 kept = [u for u in axes if u in family]
                 full = np.transpose(summed, [kept.index(u) for u in family])
                 flat[cpt_start[v]:cpt_start[v] + full.size] += full.ravel()
+
+
+def pack(fields: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The tree's arrays end to end in one int64 buffer, and where each starts (field i is
+    ``buf[off[i]:off[i + 1]]``): the compiled passes take two arrays instead of a tuple of
+    21, which kept their compile time down."""
+    off = _starts([len(f) for f in fields])
+    return np.concatenate([np.asarray(f, dtype=np.int64) for f in fields]), off

@@ -2,8 +2,8 @@
 
     # inside kernels.run_rows, for a row routed to its own tree:
     scratch = builder_scratch(n)
-    tree, const, consts, need, cost = build(r, net, states, hidden, on, target, cpt, lg, kinds,
-                                            more, scratch)
+    buf, off, const, consts, need, cost = build(r, net, states, hidden, on, target, cpt, lg,
+                                                kinds, more, scratch)
 
 The maths: hard evidence removes a variable from the graph (a CPT then ranges over its
 family's hidden members only, its observed members fixed), so the moral graph that matters for
@@ -43,6 +43,13 @@ def builder_scratch(n):
 
 
 @njit(cache=True, nogil=True)
+def _minus_ones(size):
+    out = np.empty(size, dtype=np.int64)
+    out[:] = -1
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _find(alias, i):
     while alias[i] != i:
         alias[i] = alias[alias[i]]
@@ -58,7 +65,13 @@ def _sorted_members(c, cm, cstart, gv, cards, n):
     for i in range(hi - lo):
         g = gv[cm[lo + i]]
         out[i] = cards[g] * (n + 1) + g
-    out.sort()
+    for i in range(1, hi - lo):  # insertion sort: cliques are short
+        x = out[i]
+        j = i - 1
+        while j >= 0 and out[j] > x:
+            out[j + 1] = out[j]
+            j -= 1
+        out[j + 1] = x
     for i in range(hi - lo):
         out[i] = out[i] % (n + 1)
     return out
@@ -66,18 +79,19 @@ def _sorted_members(c, cm, cstart, gv, cards, n):
 
 @njit(cache=True, nogil=True)
 def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
-    """Row r's own tree: (the 21 tree arrays, log of its constant factors, workspace entries,
-    total clique size). ``on``: the CPTs in the model; ``target`` >= 0 roots the tree at the
-    clique where that variable was eliminated; ``cpt`` (logs with ``lg``) values the
-    constants; ``kinds``: the heuristics tried, the smallest total kept, the later ones only
-    while the best total exceeds ``more`` entries per hidden variable."""
+    """Row r's own tree: (the tree packed as :func:`.layout.pack` does, log of its constant
+    factors, their CPT entries, workspace entries, total clique size). ``on``: the CPTs in
+    the model; ``target`` >= 0 roots the tree at the clique where that variable was
+    eliminated; ``cpt`` (logs with ``lg``) values the constants; ``kinds``: the heuristics
+    tried, the smallest total kept, the later ones only while the best total exceeds
+    ``more`` entries per hidden variable."""
     cards = net[4]
     n = cards.size
     ints = scratch[0]
     loc, gv, link, alias, newid, cstart, pos = (ints[7], ints[8], ints[9], ints[10], ints[11],
                                                 ints[6], ints[3])
     cm = scratch[4]
-    h = 0
+    h = np.int64(0)  # not a literal: callees compile once, for int64
     for v in range(n):
         if hidden[r, v]:
             loc[v] = h
@@ -87,14 +101,15 @@ def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
             loc[v] = -1
     best_kind = kinds[0]
     if kinds.size > 1:  # the next heuristics only where the tables would outweigh them
-        best = eliminate(h, best_kind, gv, net, on, loc, scratch, False)
+        # (h < 0, h >= 0: booleans that are not literals, so eliminate compiles once)
+        best = eliminate(h, best_kind, gv, net, on, loc, scratch, h < 0)
         for kind in kinds[1:]:
             if best <= more * h:
                 break
-            total = eliminate(h, kind, gv, net, on, loc, scratch, False)
+            total = eliminate(h, kind, gv, net, on, loc, scratch, h < 0)
             if total < best:
                 best, best_kind = total, kind
-    cost = eliminate(h, best_kind, gv, net, on, loc, scratch, True)
+    cost = eliminate(h, best_kind, gv, net, on, loc, scratch, h >= 0)
     # link each clique to its first neighbour eliminated later; merge non-maximal cliques
     for i in range(h):
         alias[i] = i
@@ -117,7 +132,7 @@ def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
         if alias[i] == i and link[i] >= 0:
             link[i] = _find(alias, link[i])
     # number the kept cliques parents first (depth first from the roots; the target's first)
-    kept = 0
+    kept = np.int64(0)
     for i in range(h):
         newid[i] = -1
         if alias[i] == i:
@@ -138,10 +153,10 @@ def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
             fill[i] += 1
             adjl[fill[link[i]]] = i
             fill[link[i]] += 1
-    parent = np.full(kept, -1, dtype=np.int64)
+    parent = _minus_ones(kept)
     old = np.empty(kept, dtype=np.int64)
     stack = np.empty(kept + 1, dtype=np.int64)
-    nid = 0
+    nid = np.int64(0)
     for s in range(-1, h):
         start = s
         if s < 0:
@@ -177,7 +192,7 @@ def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
 def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, lg, scratch,
              cost):
     """The tree arrays of the kept cliques (``old[c]`` is new clique c's elimination step)."""
-    fam_start, fam_var, fam_stride, cpt_start, cards, columns = net
+    cpt_start, cards, columns = net[3], net[4], net[5]
     n = cards.size
     ints, cm = scratch[0], scratch[4]
     loc, gv, mpos, cstart, pos = ints[7], ints[8], ints[12], ints[6], ints[3]
@@ -186,10 +201,52 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
         cl_start[c + 1] = cl_start[c] + cstart[old[c] + 1] - cstart[old[c]]
     cl_var = np.empty(cl_start[m], dtype=np.int64)
     for c in range(m):
-        cl_var[cl_start[c]:cl_start[c + 1]] = _sorted_members(old[c], cm, cstart, gv, cards, n)
-    # separators: members shared with the parent, positions on both sides (child's order)
+        members = _sorted_members(old[c], cm, cstart, gv, cards, n)
+        for k in range(members.size):
+            cl_var[cl_start[c] + k] = members[k]
     for v in range(n):
         mpos[v] = -1
+    sep_start, sep_c, sep_p = _separators(m, parent, cl_start, cl_var, mpos)
+    gr_start, gk_start, gk_list = _groups(m, parent, cl_start, cl_var, sep_start, sep_c)
+    fa_start, fa_var, fs_start, fa_stride, fa_base, const, consts = _factors(
+        r, m, cl_start, cl_var, newid, alias, net, states, on, cpt, lg, loc, pos, mpos)
+    hv_start, hv_pos = _homes(h, m, cl_start, cl_var, cards, loc, gv)
+    need = np.zeros(1)
+    row_needs(cl_start, cl_var, cards, sep_start, sep_c, gr_start, gk_start, gk_list,
+              states[r:r + 1], hidden[r:r + 1], need, np.zeros(1, dtype=np.int64))
+    # packed as layout.pack does (the order of TreeArrays.tree_args, then potentials, bases)
+    sizes = (m + 1, cl_var.size, m, n, columns.size, m + 1, sep_c.size, sep_p.size, m + 1,
+             gk_start.size, gk_list.size, m + 1, fa_var.size, fs_start.size, fa_stride.size,
+             n, m + 1, hv_pos.size, m, n, fa_base.size)
+    off = np.zeros(len(sizes) + 1, dtype=np.int64)
+    for i, size in enumerate(sizes):
+        off[i + 1] = off[i] + size
+    buf = np.empty(off[-1], dtype=np.int64)
+    for i, part in enumerate((cl_start, cl_var, parent, cards, columns, sep_start, sep_c,
+                              sep_p, gr_start, gk_start, gk_list, fa_start, fa_var, fs_start,
+                              fa_stride, cpt_start, hv_start, hv_pos, _minus_ones(m), cards,
+                              fa_base)):
+        for k in range(part.size):  # (loops: slice assignment compiles far slower)
+            buf[off[i] + k] = part[k]
+    return buf, off, const, consts, need[0], cost
+
+
+@njit(cache=True, nogil=True)
+def _same_sep(x, y, cl_start, cl_var, sep_start, sep_c):
+    """Whether cliques x and y have the same separator variables (both in (card, id) order)."""
+    if sep_start[x + 1] - sep_start[x] != sep_start[y + 1] - sep_start[y]:
+        return False
+    for k in range(sep_start[x + 1] - sep_start[x]):
+        if (cl_var[cl_start[x] + sep_c[sep_start[x] + k]]
+                != cl_var[cl_start[y] + sep_c[sep_start[y] + k]]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _separators(m, parent, cl_start, cl_var, mpos):
+    """Separators: members shared with the parent, positions on both sides (child's order);
+    ``mpos`` (-1 everywhere) is left as it was found."""
     sep_start = np.zeros(m + 1, dtype=np.int64)
     sep_c = np.empty(cl_start[m], dtype=np.int64)
     sep_p = np.empty(cl_start[m], dtype=np.int64)
@@ -207,7 +264,12 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
             for k in range(cl_start[p], cl_start[p + 1]):
                 mpos[cl_var[k]] = -1
         sep_start[c + 1] = ns
-    # children grouped by separator (the same variables: one product of their messages)
+    return sep_start, sep_c[:ns].copy(), sep_p[:ns].copy()
+
+
+@njit(cache=True, nogil=True)
+def _groups(m, parent, cl_start, cl_var, sep_start, sep_c):
+    """Children grouped by separator (the same variables: one product of their messages)."""
     gr_start = np.zeros(m + 1, dtype=np.int64)
     gk_start = np.zeros(m + 1, dtype=np.int64)
     gk_list = np.empty(m, dtype=np.int64)
@@ -229,7 +291,7 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
     for c in range(m):
         g0 = ng
         # group heads are the distinct separators; members follow their head
-        grp = np.full(kids[c + 1] - kids[c], -1, dtype=np.int64)
+        grp = _minus_ones(kids[c + 1] - kids[c])
         heads = 0
         for a in range(kids[c + 1] - kids[c]):
             x = child[kids[c] + a]
@@ -252,8 +314,16 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
         gr_start[c + 1] = ng
     gk_start[ng] = nk
     gk_start = gk_start[:ng + 1].copy()
-    # CPTs: home = the clique where the first of their hidden members was eliminated
-    home = np.full(n, -1, dtype=np.int64)
+    return gr_start, gk_start, gk_list[:nk].copy()
+
+
+@njit(cache=True, nogil=True)
+def _factors(r, m, cl_start, cl_var, newid, alias, net, states, on, cpt, lg, loc, pos, mpos):
+    """CPT homes (the clique where the first of their hidden members was eliminated), their
+    strides and observed offsets; constants (no hidden member): their log and entries."""
+    fam_start, fam_var, fam_stride, cpt_start, cards = net[0], net[1], net[2], net[3], net[4]
+    n = cards.size
+    home = _minus_ones(n)
     const = 0.0
     consts = np.empty(n, dtype=np.int64)
     nconst = 0
@@ -309,10 +379,16 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
                     fa_base[f] += states[r, u] * fam_stride[p]
         for k in range(cl_start[c], cl_start[c + 1]):
             mpos[cl_var[k]] = -1
-    # each hidden variable's posterior is read at the smallest clique holding it
+    return fa_start, fa_var, fs_start, fa_stride, fa_base, const, consts[:nconst].copy()
+
+
+@njit(cache=True, nogil=True)
+def _homes(h, m, cl_start, cl_var, cards, loc, gv):
+    """Each hidden variable's posterior is read at the smallest clique holding it."""
     hv_start = np.zeros(m + 1, dtype=np.int64)
-    hv_home = np.full(h, -1, dtype=np.int64)
-    smallest = np.full(h, np.inf)
+    hv_home = _minus_ones(h)
+    smallest = np.empty(h)
+    smallest[:] = np.inf
     for c in range(m):
         size = 1.0
         for k in range(cl_start[c], cl_start[c + 1]):
@@ -334,23 +410,4 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
             if cl_var[k] == gv[i]:
                 hv_pos[fill[c]] = k - cl_start[c]
         fill[c] += 1
-    tree = (cl_start, cl_var, parent, cards, columns, sep_start, sep_c[:ns].copy(),
-            sep_p[:ns].copy(), gr_start, gk_start, gk_list[:nk].copy(), fa_start, fa_var,
-            fs_start, fa_stride, cpt_start, hv_start, hv_pos, np.full(m, -1, dtype=np.int64),
-            cards, fa_base)
-    need = np.zeros(1)
-    row_needs(cl_start, cl_var, cards, sep_start, tree[6], gr_start, gk_start, tree[10],
-              states[r:r + 1], hidden[r:r + 1], need, np.zeros(1, dtype=np.int64))
-    return tree, const, consts[:nconst].copy(), need[0], cost
-
-
-@njit(cache=True, nogil=True)
-def _same_sep(x, y, cl_start, cl_var, sep_start, sep_c):
-    """Whether cliques x and y have the same separator variables (both in (card, id) order)."""
-    if sep_start[x + 1] - sep_start[x] != sep_start[y + 1] - sep_start[y]:
-        return False
-    for k in range(sep_start[x + 1] - sep_start[x]):
-        if (cl_var[cl_start[x] + sep_c[sep_start[x] + k]]
-                != cl_var[cl_start[y] + sep_c[sep_start[y] + k]]):
-            return False
-    return True
+    return hv_start, hv_pos

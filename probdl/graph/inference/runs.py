@@ -20,7 +20,7 @@ __all__ = ["FLOOR"]
 FLOOR = 1e-290
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _times_run(R, t0, b, offs, src, work):
     """work[t0 + e] *= src[b + offs[e]] over a run; whether a product lost digits."""
     lost = False
@@ -33,7 +33,7 @@ def _times_run(R, t0, b, offs, src, work):
     return lost
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _collect_run(R, j0, tab, up, K, nch, g0, gp_off, idx, offs, vary, src, work):
     """The fastest digits (``R`` joint states, index offsets ``offs``) as tight loops in the
     collect pass (probabilities): each entry the product of the clique's ``K`` factors read
@@ -84,7 +84,7 @@ def _fixed_entry(c, r, cl_start, cl_var, states, pot_start, pot_cards):
     return at
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _times(val, x, lg):
     """val * x (val + x with logarithms), and whether two non-zero factors lost digits."""
     if lg:
@@ -93,7 +93,7 @@ def _times(val, x, lg):
     return p, (p < FLOOR) & (val != 0.0) & (x != 0.0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _belief_run(R, t0, dn, K, has_parent, idx, offs, vary, work):
     """The fastest digits: table entries times the parent's message (in place); returns
     their sum."""
@@ -113,7 +113,7 @@ def _belief_run(R, t0, dn, K, has_parent, idx, offs, vary, work):
     return z
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _distribute_run(R, t0, nch, g0, gm_off, idx, offs, vary, K, work, pot_counts, wt, post, r,
                     home_col, home_digit, dig, nh, scale):
     """The fastest digits in the distribute pass (probabilities): the beliefs (the table
