@@ -40,13 +40,16 @@ _WANT = {"logz": 0, "post": 1, "counts": 1}
 # workspace on the network's tree exceeds OWN_TREE_PER_HIDDEN entries per hidden variable
 # plus OWN_TREE_MIN (about what building costs, docs/tuning-log.md) and keeps the smaller.
 ROW_TREES = "auto"
-OWN_TREE_PER_HIDDEN = 100.0
-OWN_TREE_MIN = 2000.0
+# A row takes its own tree when that costs less than this share of its cost on the network's
+# tree (the cost model counts reads per entry; trees without compiled potentials lose a bit).
+OWN_TREE_GAIN = 0.7
+OWN_TREE_PER_HIDDEN = 3000.0
+OWN_TREE_MIN = 0.0
 # Greedy heuristics tried for a row's own tree (rowtree._score): weighted min-fill, then
 # min-fill and min-weight while the best total exceeds MORE_HEURISTICS entries per hidden
 # variable (one elimination costs about what passes over that many entries do).
 KINDS = np.array([1, 0, 2], dtype=np.int64)
-MORE_HEURISTICS = 500.0
+MORE_HEURISTICS = 1000.0
 
 
 class Engine:
@@ -96,27 +99,31 @@ class Engine:
                 for v, s in enumerate(self.shapes)]
 
     # ------------------------------------------------------------------ routing and memory
-    def row_needs(self, states: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Workspace entries each row needs on the network's tree, and the index of its
-        largest clique table."""
+    def row_needs(self, states: np.ndarray, hidden: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Workspace entries each row needs on the network's tree, the index of its largest
+        clique table, and the row's cost there (:func:`.odometer.row_needs`)."""
         a = self.arrays
         need = np.zeros(len(states))
+        cost = np.zeros(len(states))
         biggest = np.zeros(len(states), dtype=np.int64)
         kernels.row_needs(a.cl_start, a.cl_var, a.cards, a.sep_start, a.sep_cpos, a.gr_start,
-                          a.gk_start, a.gk_list, states, hidden, need, biggest)
-        return need, biggest
+                          a.gk_start, a.gk_list, a.fa_start, a.hv_start, self.pot_start,
+                          states, hidden, need, biggest, cost)
+        return need, biggest, cost
 
-    def route(self, states: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's workspace on the network's tree, and where the row runs: 0 on that tree,
-        1 on a tree built for its own evidence when that one is smaller (rows whose tables
-        would pay for building it), 2 always on its own tree (``ROW_TREES``)."""
-        need, _ = self.row_needs(states, hidden)
+    def route(self, states: np.ndarray, hidden: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's workspace and cost on the network's tree, and where the row runs: 0 on
+        that tree, 1 on a tree built for its own evidence when that one costs less (rows whose
+        cost would pay for building it), 2 always on its own tree (``ROW_TREES``)."""
+        need, _, cost = self.row_needs(states, hidden)
         if ROW_TREES == "never":
-            return need, np.zeros(len(states), dtype=np.int64)
+            return need, cost, np.zeros(len(states), dtype=np.int64)
         if ROW_TREES == "always":
-            return need, np.full(len(states), 2, dtype=np.int64)
-        worth = need > OWN_TREE_PER_HIDDEN * hidden.sum(1) + OWN_TREE_MIN
-        return need, worth.astype(np.int64)
+            return need, cost, np.full(len(states), 2, dtype=np.int64)
+        worth = cost > OWN_TREE_PER_HIDDEN * hidden.sum(1) + OWN_TREE_MIN
+        return need, cost, worth.astype(np.int64)
 
     def _chunks(self, need, route, hidden, budget: float, per_row_out: int):
         """Row ranges whose workspace (the largest need on the network's tree; rows on their
@@ -145,38 +152,39 @@ class Engine:
         """Row r's own tree (:func:`.rowtree.build`): (cliques as tuples of variables,
         parents, workspace entries, total clique size)."""
         on = np.ones(len(self.cards), dtype=bool) if factor_on is None else factor_on
-        buf, off, _, _, need, cost = build_row(
+        buf, off, _, _, need, _, size = build_row(
             r, self.arrays.net_args(), np.ascontiguousarray(states, dtype=np.int64),
             np.ascontiguousarray(hidden, dtype=bool), on, target, self.flat, False, KINDS,
             MORE_HEURISTICS, builder_scratch(len(self.cards)))
         start, var, parent = (buf[off[i]:off[i + 1]] for i in range(3))
         cliques = [tuple(int(u) for u in var[start[c]:start[c + 1]])
                    for c in range(len(start) - 1)]
-        return cliques, parent, float(need), float(cost)
+        return cliques, parent, float(need), float(size)
 
     # ------------------------------------------------------------------ passes
     def _call(self, states, hidden, soft, weights, factor_on, lg, maxprod, down, uniforms,
-              log_z, post, counts, failed, assign, width, route, need, budget, target=-1):
+              log_z, post, counts, failed, assign, width, route, need, cost, budget,
+              target=-1):
         used = np.zeros(len(states), dtype=np.int64)
         cpt, pot = (self.flat_log, self.pot_log) if lg else (self.flat, self.pot)
         cpt_counts = counts[:self.flat.size] if counts.size else counts
         pot_counts = counts[self.flat.size:] if counts.size else counts
         if route.any():
-            run_rows(*self.tree_arrays, self.arrays.net_args(), route, need, budget / 8.0,
-                     target, KINDS, MORE_HEURISTICS, cpt, pot, factor_on, states, hidden, soft,
-                     weights, width, lg, maxprod, down, uniforms, log_z, post, cpt_counts,
-                     pot_counts, failed, assign, used)
+            run_rows(*self.tree_arrays, self.arrays.net_args(), route, need, cost, OWN_TREE_GAIN,
+                     budget / 8.0, target, KINDS, MORE_HEURISTICS, cpt, pot, factor_on, states,
+                     hidden, soft, weights, width, lg, maxprod, down, uniforms, log_z, post,
+                     cpt_counts, pot_counts, failed, assign, used)
         else:  # every row on the network's tree (budget checked by _chunks)
             run_shared_rows(*self.tree_arrays, cpt, pot, factor_on, states, hidden, soft,
                             weights, width, lg, maxprod, down, uniforms, log_z, post,
                             cpt_counts, pot_counts, failed, assign)
         self.last_used = used  # which tree each row ran on (tests, benchmarks)
-        bad = np.flatnonzero(used == 2)
+        bad = np.flatnonzero(used >= 2)
         if bad.size:
             r = int(bad[0])
             on = factor_on if factor_on.size else None
             cliques, _, own, _ = self.own_tree(r, states, hidden, on, target)
-            if route[r] == 2 or own < need[r]:
+            if used[r] == 3:
                 self._too_big(r, own, cliques, hidden, budget)
             self._too_big(r, need[r], self.tree.cliques, hidden, budget)
 
@@ -212,7 +220,7 @@ class Engine:
         factor_on = (np.zeros(0, dtype=bool) if factor_on is None
                      else np.ascontiguousarray(factor_on, dtype=bool))
         tgt = -1 if target is None or want != "post" else int(target)
-        need, route = self.route(states, hidden)
+        need, cost, route = self.route(states, hidden)
         spans, width = self._chunks(need, route, hidden, memory_budget, cols + len(self.cards))
         own = np.zeros(b, dtype=bool)
         for lo, hi in spans:
@@ -222,7 +230,7 @@ class Engine:
             self._call(states[part], hidden[part], soft[part] if soft.size else soft,
                        weights[part], factor_on, False, False, _WANT[want], _NO_U,
                        log_z[part], p, counts, failed, _NO_ASSIGN, width, route[part],
-                       need[part], memory_budget, tgt)
+                       need[part], cost[part], memory_budget, tgt)
             own[part] = self.last_used == 1
             redo = np.flatnonzero(failed)
             if redo.size:  # near underflow: the same rows in logarithms
@@ -232,7 +240,7 @@ class Engine:
                 self._call(states[rows], hidden[rows], soft[rows] if soft.size else soft,
                            weights[rows], factor_on, True, False, _WANT[want], _NO_U, sub_z,
                            sub_post, counts, np.zeros(redo.size, dtype=bool), _NO_ASSIGN,
-                           width, route[rows], need[rows], memory_budget, tgt)
+                           width, route[rows], need[rows], cost[rows], memory_budget, tgt)
                 log_z[rows] = sub_z
                 if want == "post":
                     post[rows] = sub_post
@@ -272,7 +280,7 @@ class Engine:
         # a uniform per clique; a row's own tree has at most one clique per variable
         width_u = max(len(self.tree.cliques), len(self.cards))
         uniforms = rng.random((b, width_u)) if rng is not None else _NO_U
-        need, route = self.route(states, hidden)
+        need, cost, route = self.route(states, hidden)
         spans, width = self._chunks(need, route, hidden, memory_budget, 2 * len(self.cards))
         for lo, hi in spans:
             part = slice(lo, hi)
@@ -280,7 +288,7 @@ class Engine:
                        np.ones(hi - lo), np.zeros(0, dtype=bool), True, down == 3, down,
                        uniforms[part] if rng is not None else uniforms, best[part], _NO_POST,
                        _NO_COUNTS, np.zeros(hi - lo, dtype=bool), assign[part], width,
-                       route[part], need[part], memory_budget)
+                       route[part], need[part], cost[part], memory_budget)
         return best + soft_log, assign
 
     def _soft(self, soft, states, hidden):

@@ -224,6 +224,8 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
             work[up] = 0.0 if lg else 1.0
     if dead:
         log_z[r] = -np.inf
+        if lost and not lg:  # zero only by underflow (many factors in one clique): logarithms
+            failed[r] = True
         return
     log_z[r] = total
     if lost and not lg:

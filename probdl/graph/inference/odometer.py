@@ -19,6 +19,10 @@ from numba import njit
 # Joint states of the fastest digits that the tight loops run per odometer step (longer runs
 # spend less on stepping the odometer; the offsets table is targets x RUN).
 RUN = 64
+# The fixed part of a row's cost (row_needs), in entry reads: a clique's odometer set up, a
+# clique with nothing hidden answered from its potential (docs/tuning-log.md).
+COST_PER_CLIQUE = 400.0
+COST_FIXED_ONE = 8.0
 
 
 @njit(cache=True, nogil=True)
@@ -45,11 +49,13 @@ def _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos, hidx, hc
 
 
 @njit(cache=True, nogil=True)
-def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, gk_list, states,
-              hidden, need, biggest):
+def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, gk_list,
+              fa_start, hv_start, pot_start, states, hidden, need, biggest, cost):
     """Workspace entries each row needs (tables and both messages of every clique, each child
-    group's product and marginal, as float) and the clique with the largest table of each
-    row."""
+    group's product and marginal, as float), the clique with the largest table of each row,
+    and the row's cost: over cliques, table entries times the reads and writes each entry
+    takes in the passes (its factors, children groups twice, home variables, three more),
+    plus a fixed cost per clique (laying out its odometer)."""
     m = cl_start.size - 1
     width = 1
     for c in range(m):
@@ -59,6 +65,7 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
     for r in range(states.shape[0]):
         total = 0.0
         top = -1.0
+        work = 0.0
         for c in range(m):
             size = 1.0
             for p in range(cl_start[c + 1] - cl_start[c]):
@@ -74,6 +81,12 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
             if size > top:
                 top = size
                 biggest[r] = c
+            if size == 1.0 and pot_start[c] >= 0:
+                work += COST_FIXED_ONE
+                continue
+            reads = 3.0 + (1.0 if pot_start[c] >= 0 else fa_start[c + 1] - fa_start[c])
+            reads += 2.0 * (gr_start[c + 1] - gr_start[c]) + hv_start[c + 1] - hv_start[c]
+            work += size * reads + COST_PER_CLIQUE
         for g in range(gk_start.size - 1):
             ch = gk_list[gk_start[g]]
             msg = 1.0
@@ -83,6 +96,7 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
                     msg *= cards[v]
             total += msg * (2.0 if gk_start[g + 1] - gk_start[g] > 1 else 1.0)
         need[r] = total
+        cost[r] = work
     return hidx, hcard
 
 

@@ -50,15 +50,16 @@ def _workspace(buf, off):
 
 
 @njit(cache=True, nogil=True)
-def run_rows(buf, off, net, route, need, budget, target, kinds, more, cpt, pot, factor_on, states,
-             hidden, soft, weights, width, lg, maxprod, down, uniforms, log_z, post, counts,
-             pot_counts, failed, assign, used):
+def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more, cpt,
+             pot, factor_on, states, hidden, soft, weights, width, lg, maxprod, down,
+             uniforms, log_z, post, counts, pot_counts, failed, assign, used):
     """Every row's passes, on the network's tree (packed in ``buf``/``off``) or, where
-    ``route`` says (1: if smaller than ``need``, its workspace on the network's tree; 2:
-    always), on a tree built for the row's own evidence (:func:`.rowtree.build`, heuristics
-    ``kinds``, ``more``; a query's ``target`` >= 0 roots it and only collects). ``used``
-    says which ran (0 network's tree, 1 own tree, 2 neither: the workspace would exceed
-    ``budget`` entries).
+    ``route`` says (1: if that costs less than ``gain`` times ``cost``, the row's cost on
+    the network's tree, whose workspace is ``need``; 2: always), on a tree built for the
+    row's own evidence (:func:`.rowtree.build`, heuristics ``kinds``, ``more``; a query's
+    ``target`` >= 0 roots it and only collects); route-1 rows stop building once 32 have
+    shown it rarely pays. ``used`` says which ran (0 the network's tree, 1 the row's own;
+    2 and 3: neither, that tree's workspace would exceed ``budget`` entries).
     ``down``: 0 collect only (log P(e); max log P(x, e) with ``maxprod``), 1 also distribute
     (posteriors into ``post``, expected counts into ``counts``; either may be empty), 2 draw
     the hidden variables into ``assign`` with ``uniforms`` (B, at least as many as cliques
@@ -77,15 +78,19 @@ def run_rows(buf, off, net, route, need, budget, target, kinds, more, cpt, pot, 
     on = factor_on if factor_on.size else np.ones(n, dtype=np.bool_)
     no_factors = factor_on[:0]
     no_consts = np.zeros(0, dtype=np.int64)
+    tried = taken = 0
     for r in range(states.shape[0]):
         # the tree this row runs on: the network's, or its own (one call site below)
         tb, to, fo, d, ows, oS, ooffs, odig, wants = (buf, off, factor_on, down, ws, S, offs,
                                                       dig, need[r])
         const, consts = 0.0, no_consts
-        if route[r] > 0:
-            obuf, ooff, oconst, oconsts, own_need, _ = build(r, net, states, hidden, on, target,
-                                                             cpt, lg, kinds, more, bscratch)
-            if route[r] == 2 or own_need < need[r]:
+        # candidates build their tree until 32 have shown it rarely pays (< 1 in 8 used it)
+        if route[r] == 2 or (route[r] == 1 and (tried < 32 or 8 * taken >= tried)):
+            obuf, ooff, oconst, oconsts, own_need, own_cost, _ = build(
+                r, net, states, hidden, on, target, cpt, lg, kinds, more, bscratch)
+            tried += 1
+            if route[r] == 2 or own_cost < gain * cost[r]:
+                taken += 1
                 const, consts = oconst, oconsts
                 used[r] = 1
                 if const == -np.inf and own_need <= budget:  # an observed family of P 0
@@ -95,7 +100,7 @@ def run_rows(buf, off, net, route, need, budget, target, kinds, more, cpt, pot, 
                 tb, to, fo, wants = obuf, ooff, no_factors, own_need
                 d = 4 if (target >= 0 and down == 1) else down
         if wants > budget:
-            used[r] = 2
+            used[r] += 2
             continue
         if wants > work.size:
             work = np.empty(int(wants))

@@ -2,8 +2,8 @@
 
     # inside kernels.run_rows, for a row routed to its own tree:
     scratch = builder_scratch(n)
-    buf, off, const, consts, need, cost = build(r, net, states, hidden, on, target, cpt, lg,
-                                                kinds, more, scratch)
+    buf, off, const, consts, need, work, size = build(r, net, states, hidden, on, target, cpt,
+                                                      lg, kinds, more, scratch)
 
 The maths: hard evidence removes a variable from the graph (a CPT then ranges over its
 family's hidden members only, its observed members fixed), so the moral graph that matters for
@@ -58,29 +58,28 @@ def _find(alias, i):
 
 
 @njit(cache=True, nogil=True)
-def _sorted_members(c, cm, cstart, gv, cards, n):
-    """Clique c's variables by (card, id), as on the network's tree."""
+def _sorted_members(c, cm, cstart, gv, cards, n, out, at):
+    """Clique c's variables by (card, id), as on the network's tree, into out[at:]."""
     lo, hi = cstart[c], cstart[c + 1]
-    out = np.empty(hi - lo, dtype=np.int64)
     for i in range(hi - lo):
         g = gv[cm[lo + i]]
-        out[i] = cards[g] * (n + 1) + g
+        out[at + i] = cards[g] * (n + 1) + g
     for i in range(1, hi - lo):  # insertion sort: cliques are short
-        x = out[i]
+        x = out[at + i]
         j = i - 1
-        while j >= 0 and out[j] > x:
-            out[j + 1] = out[j]
+        while j >= 0 and out[at + j] > x:
+            out[at + j + 1] = out[at + j]
             j -= 1
-        out[j + 1] = x
+        out[at + j + 1] = x
     for i in range(hi - lo):
-        out[i] = out[i] % (n + 1)
-    return out
+        out[at + i] = out[at + i] % (n + 1)
 
 
 @njit(cache=True, nogil=True)
 def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
     """Row r's own tree: (the tree packed as :func:`.layout.pack` does, log of its constant
-    factors, their CPT entries, workspace entries, total clique size). ``on``: the CPTs in
+    factors, their CPT entries, workspace entries, cost (:func:`.odometer.row_needs`), total
+    clique size). ``on``: the CPTs in
     the model; ``target`` >= 0 roots the tree at the clique where that variable was
     eliminated; ``cpt`` (logs with ``lg``) values the constants; ``kinds``: the heuristics
     tried, the smallest total kept, the later ones only while the best total exceeds
@@ -99,17 +98,20 @@ def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
             h += 1
         else:
             loc[v] = -1
+    # the first heuristic recorded; the next ones only where the tables would outweigh them,
+    # recorded again if one wins (h < 0, h >= 0: booleans that are not literals, so
+    # eliminate compiles once)
     best_kind = kinds[0]
-    if kinds.size > 1:  # the next heuristics only where the tables would outweigh them
-        # (h < 0, h >= 0: booleans that are not literals, so eliminate compiles once)
-        best = eliminate(h, best_kind, gv, net, on, loc, scratch, h < 0)
-        for kind in kinds[1:]:
-            if best <= more * h:
-                break
-            total = eliminate(h, kind, gv, net, on, loc, scratch, h < 0)
-            if total < best:
-                best, best_kind = total, kind
-    cost = eliminate(h, best_kind, gv, net, on, loc, scratch, h >= 0)
+    best = eliminate(h, best_kind, gv, net, on, loc, scratch, h >= 0)
+    cost = best
+    for kind in kinds[1:]:
+        if best <= more * h:
+            break
+        total = eliminate(h, kind, gv, net, on, loc, scratch, h < 0)
+        if total < best:
+            best, best_kind = total, kind
+    if best < cost:
+        cost = eliminate(h, best_kind, gv, net, on, loc, scratch, h >= 0)
     # link each clique to its first neighbour eliminated later; merge non-maximal cliques
     for i in range(h):
         alias[i] = i
@@ -201,9 +203,7 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
         cl_start[c + 1] = cl_start[c] + cstart[old[c] + 1] - cstart[old[c]]
     cl_var = np.empty(cl_start[m], dtype=np.int64)
     for c in range(m):
-        members = _sorted_members(old[c], cm, cstart, gv, cards, n)
-        for k in range(members.size):
-            cl_var[cl_start[c] + k] = members[k]
+        _sorted_members(old[c], cm, cstart, gv, cards, n, cl_var, cl_start[c])
     for v in range(n):
         mpos[v] = -1
     sep_start, sep_c, sep_p = _separators(m, parent, cl_start, cl_var, mpos)
@@ -212,8 +212,11 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
         r, m, cl_start, cl_var, newid, alias, net, states, on, cpt, lg, loc, pos, mpos)
     hv_start, hv_pos = _homes(h, m, cl_start, cl_var, cards, loc, gv)
     need = np.zeros(1)
-    row_needs(cl_start, cl_var, cards, sep_start, sep_c, gr_start, gk_start, gk_list,
-              states[r:r + 1], hidden[r:r + 1], need, np.zeros(1, dtype=np.int64))
+    work = np.zeros(1)
+    no_pot = _minus_ones(m)
+    row_needs(cl_start, cl_var, cards, sep_start, sep_c, gr_start, gk_start, gk_list, fa_start,
+              hv_start, no_pot, states[r:r + 1], hidden[r:r + 1], need,
+              np.zeros(1, dtype=np.int64), work)
     # packed as layout.pack does (the order of TreeArrays.tree_args, then potentials, bases)
     sizes = (m + 1, cl_var.size, m, n, columns.size, m + 1, sep_c.size, sep_p.size, m + 1,
              gk_start.size, gk_list.size, m + 1, fa_var.size, fs_start.size, fa_stride.size,
@@ -224,11 +227,11 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
     buf = np.empty(off[-1], dtype=np.int64)
     for i, part in enumerate((cl_start, cl_var, parent, cards, columns, sep_start, sep_c,
                               sep_p, gr_start, gk_start, gk_list, fa_start, fa_var, fs_start,
-                              fa_stride, cpt_start, hv_start, hv_pos, _minus_ones(m), cards,
+                              fa_stride, cpt_start, hv_start, hv_pos, no_pot, cards,
                               fa_base)):
         for k in range(part.size):  # (loops: slice assignment compiles far slower)
             buf[off[i] + k] = part[k]
-    return buf, off, const, consts, need[0], cost
+    return buf, off, const, consts, need[0], work[0], cost
 
 
 @njit(cache=True, nogil=True)
@@ -288,10 +291,12 @@ def _groups(m, parent, cl_start, cl_var, sep_start, sep_c):
             fill[parent[c]] += 1
     ng = 0
     nk = 0
+    grp = np.empty(m, dtype=np.int64)
     for c in range(m):
         g0 = ng
         # group heads are the distinct separators; members follow their head
-        grp = _minus_ones(kids[c + 1] - kids[c])
+        for a in range(kids[c + 1] - kids[c]):
+            grp[a] = -1
         heads = 0
         for a in range(kids[c + 1] - kids[c]):
             x = child[kids[c] + a]

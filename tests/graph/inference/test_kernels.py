@@ -272,7 +272,7 @@ def test_munin1_rows_observing_a_fifth_run_on_their_own_trees():
     rows = bn.sample(2, seed=1)
     rows = rows.mask(np.random.default_rng(1).random(rows.shape) >= 0.2)
     states, observed = bn.encode(rows)
-    need, route = bn.engine().route(states, ~observed)
+    need, _, route = bn.engine().route(states, ~observed)
     assert (route == 1).all()
     for r in range(2):  # their own trees are far smaller than the network's
         assert bn.engine().own_tree(r, states, ~observed)[2] < need[r] / 10

@@ -54,8 +54,8 @@ def test_rows_routed_each_way_in_one_call_match_enumeration(regime, monkeypatch)
     route = engine_module.Engine.route
 
     def alternate(self, states, hidden):
-        need, _ = route(self, states, hidden)
-        return need, np.arange(len(need)) % 2 * 2
+        need, cost, _ = route(self, states, hidden)
+        return need, cost, np.arange(len(need)) % 2 * 2
 
     monkeypatch.setattr(engine_module.Engine, "route", alternate)
     bn = random_net(7, n_vars=9, max_parents=3, max_card=3)
