@@ -1,28 +1,30 @@
-"""Bayesian CNN benchmark: probdl against its peers on digits, side by side in one run.
+"""Bayesian CNN benchmark: three datasets side by side, 5 seeds, the three models and the peers.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m benchmarks.bench_bnn [--quick]
+    .venv/bin/python -m benchmarks.bench_bnn --datasets mnist --runs-only   # one dataset
+    .venv/bin/python -m benchmarks.bench_bnn --report-only                  # table from runs
 
-Digits, ``split(seed=0)``, the same architecture everywhere (conv3x3 32 -> conv3x3 64 -> max pool
--> avg pool -> dense 128 -> dense 10), 30 epochs, batch 64. Rows: probdl's BayesianCNN,
-DeterministicCNN and MCDropoutCNN through ``train`` with its defaults; a plain-torch
-deterministic loop; naive Pyro (``PyroSample`` priors + ``AutoNormal`` started at torch's
-layer initialization, init_scale 0.01 (at its default 0.1 it stayed at chance accuracy here),
-``Trace_ELBO``, ``pyro.optim.Adam``);
-bayesian-torch reparameterization layers with their KL as shipped (a mean
-per layer) and corrected (a sum over weights). Quality: test accuracy, NLL, ECE (15 bins),
-entropy AUROC of uniform noise against the test set, accuracy/NLL under rotations, and the
-AUROC on other kinds of non-digit images (none of them shown in training: the noise-contrastive
-prior trains on shuffled digits). Seed spread: the BayesianCNN defaults trained with seeds
-0..N-1, mean and range. Speed: epoch time (validation included) and predict time as ratios to
-the deterministic CNN, interleaved so that load from other processes hits both alike. Writes
-benchmarks/results/bnn.md.
+Datasets: scikit-learn's 8x8 digits (1,797 images, 30 epochs), procedural 32x32 colour shapes
+(``make_shapes(1500, 32, 3)``, 3 classes, 20 epochs) and 5,000 real 28x28 MNIST digits
+(``load_mnist_sample``, 20 epochs); digits and shapes split 65/15/20, MNIST 70/10/20, all with
+``split(seed=0)``. Models: ``BayesianCNN``, ``DeterministicCNN`` and ``MCDropoutCNN`` with
+``train``'s defaults (the temperature fitted on the validation split included), model seed =
+``train`` seed = 0..N-1; the deterministic and Bayesian runs of one seed go back to back, so
+the time ratio of each pair (a whole ``train`` call, validation and calibration included) sees
+the same load. Scores on the test split with 32 posterior samples: accuracy, NLL, ECE (15
+bins), AURC, NLL under a 30-degree rotation, and predictive-entropy AUROC / AUPR / FPR at 95%
+TPR of natural-image patches (crops of scikit-learn's two sample photos, resized to the
+dataset's size, grey for grey datasets; as many as the test split) against the test images.
+Peers (digits, seed 0): a plain-torch loop, naive Pyro, bayesian-torch. Each run is written to
+``benchmarks/results/bnn-runs/<dataset>.json``; the report ``benchmarks/results/bnn.md`` is
+built from whatever runs are there, so datasets can run in separate processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import math
+import json
 import os
 import platform
 import statistics
@@ -34,413 +36,194 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pyro
-import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.infer import SVI, Trace_ELBO
-from pyro.infer.autoguide import AutoNormal, init_to_value
-from pyro.nn import PyroModule, PyroSample
 
+from benchmarks.peers_bnn import Standardized, bayesian_torch, naive_pyro, plain_torch, rotate
 from probdl import metrics
 from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, predict, train
-from probdl.data import load_digits, split
+from probdl.data import load_digits, load_mnist_sample, make_shapes, split
 
-RESULTS = Path(__file__).parent / "results" / "bnn.md"
-ANGLES = (15, 30, 45)
-
-
-def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
-    a = math.radians(degrees)
-    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
-    grid = F.affine_grid(theta.expand(len(images), 2, 3), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, align_corners=False)
-
-
-def sequential(num_classes: int = 10, dropout: float = 0.5) -> torch.nn.Sequential:
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
-        torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Dropout(dropout),
-        torch.nn.Linear(128, num_classes),
-    )  # fmt: skip
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "bnn-runs"
+KINDS = {"BayesianCNN": BayesianCNN, "DeterministicCNN": DeterministicCNN,
+         "MCDropoutCNN": MCDropoutCNN}  # fmt: skip
+DATASETS = {  # name: (loader, val, test, epochs)
+    "digits": (load_digits, 0.15, 0.2, 30),
+    "shapes": (lambda: make_shapes(1500, size=32, channels=3, seed=0), 0.15, 0.2, 20),
+    "mnist": (load_mnist_sample, 0.1, 0.2, 20),
+}
+SAMPLES = 32
+KEYS = ("accuracy", "nll", "ece", "auroc", "aupr", "fpr95", "aurc", "rot30_nll", "seconds")
+RAW = ("nll_t1", "rot30_nll_t1")
 
 
-def ood_sets(test_images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Non-digit images, as many as the test set; "uniform" is the one the figures name."""
-    n = len(test_images)
-    gen = torch.Generator().manual_seed(1)
-    uniform = torch.rand(n, 1, 8, 8, generator=gen)
-    gen = torch.Generator().manual_seed(2)
-    blobs = F.interpolate(
-        torch.rand(n, 1, 3, 3, generator=gen), size=(8, 8), mode="bilinear", align_corners=True
-    )
-    return {
-        "uniform": uniform,
-        "gaussian": (0.3 + 0.3 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1),
-        "blobs": blobs,
-        "constant": torch.rand(n, 1, 1, 1, generator=gen).expand(n, 1, 8, 8).clone(),
-        "binary": (torch.rand(n, 1, 8, 8, generator=gen) < 0.3).float(),
-        "inverted": 1 - test_images,
-    }
+def photo_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
+    """n crops of scikit-learn's sample photos (sides 1-4x the image size), resized to shape."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [torch.tensor(p).permute(2, 0, 1) / 255.0 for p in load_sample_images().images]
+    c, h, w = shape
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for k in range(n):
+        photo = photos[k % len(photos)]
+        side = int(torch.randint(max(h, w), 4 * max(h, w) + 1, (1,), generator=gen))
+        y0 = int(torch.randint(0, photo.shape[1] - side, (1,), generator=gen))
+        x0 = int(torch.randint(0, photo.shape[2] - side, (1,), generator=gen))
+        crop = photo[None, :, y0 : y0 + side, x0 : x0 + side]
+        patch = F.interpolate(crop, size=(h, w), mode="bilinear", antialias=True)[0]
+        out.append(patch.mean(0, keepdim=True) if c == 1 else patch)
+    return torch.stack(out).clamp(0, 1)
 
 
-def scores(sample_probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+def score(sample_probs, labels, ood_probs, rot_probs, seconds) -> dict[str, float]:
     probs = sample_probs.mean(0)
+    ent_in, ent_out = metrics.entropy(probs), metrics.entropy(ood_probs.mean(0))
+    correct = probs.argmax(1) == torch.as_tensor(labels)
     return {
         "accuracy": metrics.accuracy(probs, labels),
         "nll": metrics.nll(probs, labels),
         "ece": metrics.ece(probs, labels),
+        "auroc": metrics.auroc(ent_out, ent_in),
+        "aupr": metrics.aupr(ent_out, ent_in),
+        "fpr95": metrics.fpr_at_tpr(ent_out, ent_in, 0.95),
+        "aurc": metrics.risk_coverage(probs.max(1).values, correct)["aurc"],
+        "rot30_nll": metrics.nll(rot_probs.mean(0), labels),
+        "seconds": seconds,
     }
 
 
-# ---- peers ----------------------------------------------------------------------------------
-class Standardized:
-    """Digits standardized with the training mean/std, shared by the peers."""
-
-    def __init__(self, tr, va, te):
-        self.mean, self.std = tr.images.mean(), tr.images.std()
-        self.tr = ((tr.images - self.mean) / self.std, tr.labels)
-        self.va = ((va.images - self.mean) / self.std, va.labels)
-        self.te = ((te.images - self.mean) / self.std, te.labels)
-
-    def __call__(self, x):
-        return (x - self.mean) / self.std
-
-
-def _epochs(step, validate, n, epochs, batch, seed):
-    """Shared minibatch loop: returns the per-epoch seconds (validation included)."""
-    times = []
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        for start in range(0, n, batch):
-            step(order[start : start + batch])
-        validate()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def plain_torch(data, epochs, batch, seed):
-    torch.manual_seed(seed)
-    net = sequential()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = data.tr
-
-    def step(idx):
-        net.train()
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def validate():
-        net.eval()
-        with torch.no_grad():
-            net(data.va[0])
-
-    times = _epochs(step, validate, len(x), epochs, batch, seed)
-    net.eval()
-
-    def sample(images, s):
-        with torch.no_grad():
-            return torch.softmax(net(data(images)), -1)[None]
-
-    return times, sample
+def run_dataset(name: str, seeds: range, quick: bool, peers: bool) -> list[dict]:
+    loader, val, test, epochs = DATASETS[name]
+    epochs = 2 if quick else epochs
+    tr, va, te = split(loader(), val=val, test=test, seed=0)
+    c, h, w = tr.shape
+    ood = photo_patches(len(te), tr.shape)
+    rotated = rotate(te.images, 30)
+    rows = []
+    for kind in KINDS:  # warm-up: the first call in a process pays one-time costs
+        train(KINDS[kind](c, len(tr.classes), (h, w)), tr, va, epochs=1, progress=False)
+    for seed in seeds:
+        for kind in ("DeterministicCNN", "BayesianCNN", "MCDropoutCNN"):
+            model = KINDS[kind](c, len(tr.classes), (h, w), seed=seed)
+            start = time.perf_counter()
+            result = train(model, tr, va, epochs=epochs, seed=seed, progress=False)
+            seconds = time.perf_counter() - start
+            torch.manual_seed(seed)
+            test_p, ood_p, rot_p = (predict(model, x, SAMPLES).sample_probs
+                                    for x in (te.images, ood, rotated))  # fmt: skip
+            row = score(test_p, te.labels, ood_p, rot_p, seconds)
+            model.temperature_ = 1.0  # the same model without its fitted temperature
+            torch.manual_seed(seed)
+            test_p, rot_p = (predict(model, x, SAMPLES).sample_probs for x in (te.images, rotated))
+            raw = score(test_p, te.labels, ood_p, rot_p, seconds)
+            row.update({f"{k}_t1": raw[k] for k in ("nll", "ece", "rot30_nll")})
+            row.update(dataset=name, variant=kind, seed=seed, epochs=epochs,
+                       temperature=result.temperature, best_epoch=result.best_epoch)
+            rows.append(row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                              for k, v in row.items()}), flush=True)  # fmt: skip
+    if peers and name == "digits" and 0 in seeds:
+        data = Standardized(tr, va, te)
+        for label, fn in (("plain torch, Adam 1e-3", plain_torch),
+                          ("naive Pyro, PyroSample + AutoNormal", naive_pyro),
+                          ("bayesian-torch, KL as shipped", lambda *a: bayesian_torch(*a, False)),
+                          ("bayesian-torch, KL corrected", lambda *a: bayesian_torch(*a, True))):
+            times, sample = fn(data, epochs, 64, 0)
+            torch.manual_seed(0)
+            row = score(sample(te.images, SAMPLES), te.labels, sample(ood, SAMPLES),
+                        sample(rotated, SAMPLES), sum(times))  # fmt: skip
+            row.update(dataset=name, variant=f"peer: {label}", seed=0, epochs=epochs)
+            rows.append(row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                              for k, v in row.items()}), flush=True)  # fmt: skip
+    return rows
 
 
-class NaivePyroCNN(PyroModule):
-    """The textbook Pyro BNN: every layer's weights a PyroSample with a Normal(0, 1) prior."""
-
-    def __init__(self):
-        super().__init__()
-        layers = [
-            ("c1", PyroModule[torch.nn.Conv2d](1, 32, 3, padding=1)),
-            ("c2", PyroModule[torch.nn.Conv2d](32, 64, 3, padding=1)),
-            ("d1", PyroModule[torch.nn.Linear](256, 128)),
-            ("d2", PyroModule[torch.nn.Linear](128, 10)),
-        ]
-        self.init_values = {}
-        for name, layer in layers:
-            for pname, p in list(layer.named_parameters()):
-                # the guide starts at torch's own layer initialization, not at prior draws
-                self.init_values[f"{name}.{pname}"] = p.detach().clone()
-                prior = dist.Normal(0.0, 1.0).expand(p.shape).to_event(p.dim())
-                setattr(layer, pname, PyroSample(prior))
-            setattr(self, name, layer)
-
-    def forward(self, x, y=None, size=None):
-        h = F.relu(self.c2(F.relu(self.c1(x))))
-        h = F.avg_pool2d(F.max_pool2d(h, 2), 2).flatten(1)
-        logits = self.d2(F.dropout(F.relu(self.d1(h)), 0.5, self.training))
-        with pyro.plate("data", size=size or len(x), subsample=torch.arange(len(x))):
-            pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
-        return logits
+def _mean_range(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ({min(values):.4f}-{max(values):.4f})"
 
 
-def naive_pyro(data, epochs, batch, seed):
-    pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    model = NaivePyroCNN()
-    guide = AutoNormal(
-        model, init_loc_fn=init_to_value(values=model.init_values), init_scale=0.01
-    )
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
-    x, y = data.tr
-
-    def step(idx):
-        model.train()
-        svi.step(x[idx], y[idx], len(x))
-
-    def sample(images, s, prepared=False):
-        model.eval()
-        xs = images if prepared else data(images)
-        out = []
-        with torch.no_grad():
-            for _ in range(s):
-                tr = pyro.poutine.trace(guide).get_trace(xs)
-                logits = pyro.poutine.replay(model, trace=tr)(xs)
-                out.append(torch.softmax(logits, -1))
-        return torch.stack(out)
-
-    times = _epochs(step, lambda: sample(data.va[0], 4, True), len(x), epochs, batch, seed)
-    return times, sample
-
-
-def _bt_kl_sum(net):
-    """bayesian-torch KL summed over every weight (its layers return a mean per tensor)."""
-    total = 0.0
-    for layer in net.modules():
-        for name, mu in layer.named_parameters(recurse=False):
-            if not name.startswith("mu_"):
-                continue
-            part = name[3:]
-            rho = getattr(layer, "rho_" + part)
-            key = "bias" if part == "bias" else "weight"
-            p_mu, p_sigma = getattr(layer, f"prior_{key}_mu"), getattr(layer, f"prior_{key}_sigma")
-            sigma = torch.log1p(torch.exp(rho))
-            kl = torch.log(torch.as_tensor(p_sigma) / sigma) + (
-                sigma**2 + (mu - p_mu) ** 2
-            ) / (2 * torch.as_tensor(p_sigma) ** 2) - 0.5
-            total = total + kl.sum()
-    return total
-
-
-def bayesian_torch(data, epochs, batch, seed, corrected):
-    from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn, get_kl_loss
-
-    torch.manual_seed(seed)
-    net = sequential()
-    dnn_to_bnn(
-        net,
-        {
-            "prior_mu": 0.0, "prior_sigma": 1.0, "posterior_mu_init": 0.0,
-            "posterior_rho_init": -3.0, "type": "Reparameterization", "moped_enable": False,
-            "moped_delta": 0.5,
-        },
-    )  # fmt: skip
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = data.tr
-    n = len(x)
-
-    def step(idx):
-        net.train()
-        kl = _bt_kl_sum(net) if corrected else get_kl_loss(net)
-        loss = F.cross_entropy(net(x[idx]), y[idx]) + kl / n
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def sample(images, s, prepared=False):
-        net.eval()
-        xs = images if prepared else data(images)
-        with torch.no_grad():
-            return torch.stack([torch.softmax(net(xs), -1) for _ in range(s)])
-
-    times = _epochs(step, lambda: sample(data.va[0], 4, True), n, epochs, batch, seed)
-    return times, sample
-
-
-# ---- probdl -----------------------------------------------------------------------------------
-def probdl_model(cls, kwargs, tr, va, epochs, seed):
-    model = cls(1, 10, (8, 8), **kwargs)
-    result = train(model, tr, va, epochs=epochs, batch_size=64, seed=seed, progress=False)
-    times = [h["seconds"] for h in result.history]
-
-    def sample(images, s):
-        return predict(model, images, s).sample_probs
-
-    return times, sample, model
-
-
-def interleaved_speed(tr, va, rounds, seed):
-    """Epoch time of BayesianCNN / DeterministicCNN, alternating single epochs."""
-    ratios, b_times, d_times = [], [], []
-    b = BayesianCNN(1, 10, (8, 8))
-    d = DeterministicCNN(1, 10, (8, 8))
-    for r in range(rounds):
-        td = train(d, tr, va, epochs=1, seed=seed + r, progress=False).history[0]["seconds"]
-        tb = train(b, tr, va, epochs=1, seed=seed + r, progress=False).history[0]["seconds"]
-        ratios.append(tb / td)
-        b_times.append(tb)
-        d_times.append(td)
-    return statistics.median(ratios), statistics.median(b_times), statistics.median(d_times)
-
-
-def predict_speed(model, det, images, s, rounds):
-    ratios = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        predict(model, images, s)
-        tb = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in range(s):
-            predict(det, images, 1)
-        td = time.perf_counter() - t0
-        ratios.append(tb / td)
-    return statistics.median(ratios)
+def report(out: Path, command: str) -> str:
+    lines = [
+        "# Bayesian CNN benchmark (digits, shapes, MNIST sample)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: 2-core CPU ({platform.processor() or platform.machine()}), shared with other "
+        f"work; torch {torch.__version__} ({torch.get_num_threads()} thread), pyro "
+        f"{pyro.__version__}, Python {sys.version.split()[0]}  ",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  ",
+        "Mean over seeds (range). NLL, ECE, AURC and FPR95: lower is better. OOD: natural-image "
+        "patches against the test split, predictive entropy as the score. Train s: a whole "
+        "`train` call. \"T = 1\": the same models without the temperature `train` fitted (T: "
+        "per seed). See the module docstring of `benchmarks/bench_bnn.py` for the settings.",
+    ]
+    for name in DATASETS:
+        rows = [r for path in sorted(RUNS.glob(f"{name}*.json"))
+                for r in json.loads(path.read_text())]  # fmt: skip
+        if not rows:
+            continue
+        variants = list(dict.fromkeys(r["variant"] for r in rows))
+        seeds = len({r["seed"] for r in rows})
+        lines += ["", f"## {name} ({rows[0]['epochs']} epochs, {seeds} seeds)", "",
+                  "| variant | accuracy | NLL | ECE | OOD AUROC | OOD AUPR | FPR95 | AURC | "
+                  "rot 30 NLL | train s | NLL, T = 1 | rot 30 NLL, T = 1 | T |",
+                  "|---|" + "---|" * 12]  # fmt: skip
+        for v in variants:
+            mine = [r for r in rows if r["variant"] == v]
+            cells = [_mean_range([r[k] for r in mine]) for k in KEYS[:-1]]
+            cells.append(f"{statistics.mean(r['seconds'] for r in mine):.1f}")
+            cells += [_mean_range([r[k] for r in mine]) if k in mine[0] else "" for k in RAW]
+            temps = [r["temperature"] for r in mine if r.get("temperature") is not None]
+            cells.append(" ".join(f"{t:.2f}" for t in temps))
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        by_seed = {(r["variant"], r["seed"]): r for r in rows}
+        pairs = [(by_seed[("BayesianCNN", s)], by_seed[("DeterministicCNN", s)])
+                 for s in sorted({r["seed"] for r in rows}) if ("BayesianCNN", s) in by_seed]
+        if pairs:
+            nll = statistics.mean(b["nll"] / d["nll"] for b, d in pairs)
+            rot = statistics.mean(b["rot30_nll"] / d["rot30_nll"] for b, d in pairs)
+            acc = statistics.mean(b["accuracy"] - d["accuracy"] for b, d in pairs)
+            times = [b["seconds"] / d["seconds"] for b, d in pairs]
+            lines += ["", f"BayesianCNN against DeterministicCNN, per seed then averaged: NLL "
+                      f"{nll:.3f}x, rotated NLL {rot:.3f}x, accuracy {acc:+.4f}; `train` call "
+                      f"time {statistics.median(times):.2f}x (median of the back-to-back pairs; "
+                      f"range {min(times):.2f}-{max(times):.2f})."]  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 epochs, fewer rounds")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--seeds", type=int, default=5, help="seeds for the spread table")
+    parser.add_argument("--quick", action="store_true", help="2 epochs, 1 seed")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed .. seeds-1 (to split a dataset across processes)")
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--runs-only", action="store_true", help="write the runs, no report")
+    parser.add_argument("--report-only", action="store_true", help="the report from saved runs")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bnn.md")
     args = parser.parse_args(argv)
-    epochs = 2 if args.quick else 30
-    rounds = 3 if args.quick else 9
-    seed = 0
-    tr, va, te = split(load_digits(), val=0.15, test=0.2, seed=0)
-    data = Standardized(tr, va, te)
-    oods = ood_sets(te.images)
-    s = 32
-    rows = []
-
-    def record(name, times, sample, note=""):
-        test_probs = sample(te.images, s)
-        row = {"variant": name, "epoch_ms": 1000 * statistics.median(times), "note": note}
-        row.update(scores(test_probs, te.labels))
-        ent_in = metrics.entropy(test_probs.mean(0))
-        row["ood"] = {
-            kind: metrics.auroc(metrics.entropy(sample(images, s).mean(0)), ent_in)
-            for kind, images in oods.items()
-        }
-        row["auroc"] = row["ood"]["uniform"]
-        for angle in ANGLES:
-            rs = scores(sample(rotate(te.images, angle), s), te.labels)
-            row[f"rot{angle}"] = (rs["accuracy"], rs["nll"])
-        rows.append(row)
-        print(f"{name:42s} " + " ".join(
-            f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)
-        ), flush=True)  # fmt: skip
-
-    models = {}
-    for name, cls, kw in [
-        ("probdl BayesianCNN (defaults)", BayesianCNN, {}),
-        ("probdl DeterministicCNN", DeterministicCNN, {}),
-        ("probdl MCDropoutCNN", MCDropoutCNN, {}),
-        ("probdl BayesianCNN, batch_norm=True", BayesianCNN, {"batch_norm": True}),
-        ("probdl BayesianCNN, noise_prior=0", BayesianCNN, {"noise_prior": 0.0}),
-        ("probdl DeterministicCNN, batch_norm=True", DeterministicCNN, {"batch_norm": True}),
-    ]:
-        times, sample, model = probdl_model(cls, kw, tr, va, epochs, seed)
-        models[name] = model
-        record(name, times, sample)
-    record("plain torch deterministic, Adam 1e-3", *plain_torch(data, epochs, 64, seed))
-    record("naive Pyro PyroSample + AutoNormal", *naive_pyro(data, epochs, 64, seed))
-    record("bayesian-torch reparam, KL as shipped", *bayesian_torch(data, epochs, 64, seed, False))
-    record("bayesian-torch reparam, KL corrected", *bayesian_torch(data, epochs, 64, seed, True))
-
-    det_ms = next(r["epoch_ms"] for r in rows if r["variant"] == "probdl DeterministicCNN")
-    ratio, b_ep, d_ep = interleaved_speed(tr, va, rounds, seed)
-    p_ratio = predict_speed(
-        models["probdl BayesianCNN (defaults)"], models["probdl DeterministicCNN"],
-        te.images, s, rounds,
-    )  # fmt: skip
-    print(f"interleaved epoch ratio {ratio:.2f}, predict ratio {p_ratio:.2f}", flush=True)
-    seeds = min(args.seeds, 1) if args.quick else args.seeds
-    spread = seed_spread(tr, va, te, oods["uniform"], epochs, s, seeds)
-    write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s, spread)
-
-
-def seed_spread(tr, va, te, noise, epochs, s, seeds):
-    """The BayesianCNN defaults trained with model and train seed 0..seeds-1."""
-    found = []
-    for seed in range(seeds):
-        model = BayesianCNN(1, 10, (8, 8), seed=seed)
-        train(model, tr, va, epochs=epochs, batch_size=64, seed=seed, progress=False)
-        torch.manual_seed(seed)
-        probs = predict(model, te.images, s).probs
-        row = scores(probs[None], te.labels)
-        ent_out = metrics.entropy(predict(model, noise, s).probs)
-        row["auroc"] = metrics.auroc(ent_out, metrics.entropy(probs))
-        found.append(row)
-        print(f"seed {seed}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items()), flush=True)
-    return found
-
-
-def write(args, rows, det_ms, ratio, b_ep, d_ep, p_ratio, epochs, s, spread):
-    lines = [
-        "# Bayesian CNN benchmark (digits)",
-        "",
-        f"Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m benchmarks.bench_bnn"
-        f"{' --quick' if args.quick else ''}`  ",
-        f"Machine: 2-core CPU ({platform.processor() or platform.machine()}), shared with other "
-        f"work; torch {torch.__version__}, pyro {pyro.__version__}, Python "
-        f"{sys.version.split()[0]}  ",
-        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  ",
-        f"Digits `split(seed=0)` (1,168 train / 270 val / 359 test), {epochs} epochs, batch 64, "
-        f"same architecture everywhere; predictive with S = {s} samples; ECE 15 bins; AUROC = "
-        "predictive entropy, uniform noise (359 images) against the test set.",
-        "",
-        "| variant | epoch ms | epoch / probdl deterministic | accuracy | NLL | ECE | noise AUROC |"
-        + "".join(f" rot {a}: acc / NLL |" for a in ANGLES),
-        "|---|---|---|---|---|---|---|" + "---|" * len(ANGLES),
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['variant']} | {r['epoch_ms']:.0f} | {r['epoch_ms'] / det_ms:.2f} | "
-            f"{r['accuracy']:.4f} | {r['nll']:.4f} | {r['ece']:.4f} | {r['auroc']:.4f} |"
-            + "".join(f" {r[f'rot{a}'][0]:.3f} / {r[f'rot{a}'][1]:.3f} |" for a in ANGLES)
-        )
-    lines += [
-        "",
-        "Epoch times in the table come from sequential runs and drift with the machine's load; "
-        "the ratios below alternate single epochs of the two models (median of the rounds).",
-        "",
-        f"- `train` epoch, BayesianCNN / DeterministicCNN, interleaved: **{ratio:.2f}x** "
-        f"(median {b_ep * 1000:.0f} ms vs {d_ep * 1000:.0f} ms; validation included: the "
-        "Bayesian model's validation draws `train`'s default val_samples=1 weight sample).",
-        f"- `predict` with S = {s} samples / {s} deterministic passes: **{p_ratio:.2f}x**.",
-        "",
-        "Entropy AUROC against the test set on other non-digit images (none used in training; "
-        "uniform is the column above):",
-        "",
-        "| variant | " + " | ".join(rows[0]["ood"]) + " |",
-        "|---|" + "---|" * len(rows[0]["ood"]),
-    ]
-    for r in rows:
-        lines.append(f"| {r['variant']} | " + " | ".join(f"{v:.4f}" for v in r["ood"].values())
-                     + " |")  # fmt: skip
-    if spread:
-        keys = ("accuracy", "nll", "ece", "auroc")
-        lines += [
-            "",
-            f"Seed spread of the BayesianCNN defaults (model and `train` seed 0..{len(spread) - 1},"
-            " the table above is seed 0):",
-            "",
-            "| | accuracy | NLL | ECE | noise AUROC |",
-            "|---|---|---|---|---|",
-        ]
-        for label, agg in (("mean", statistics.mean), ("min", min), ("max", max)):
-            lines.append(f"| {label} | " + " | ".join(
-                f"{agg(r[k] for r in spread):.4f}" for k in keys) + " |")  # fmt: skip
-        lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    torch.set_num_threads(args.threads)
+    np.seterr(all="ignore")
+    if not args.report_only:
+        RUNS.mkdir(parents=True, exist_ok=True)
+        seeds = range(args.first_seed, 1 if args.quick else args.seeds)
+        for name in args.datasets:
+            rows = run_dataset(name, seeds, args.quick, not args.no_peers)
+            suffix = "" if args.first_seed == 0 else f"-from-{args.first_seed}"
+            (RUNS / f"{name}{suffix}.json").write_text(json.dumps(rows, indent=1))
+    if not args.runs_only:
+        command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m benchmarks.bench_bnn" + (
+            " --quick" if args.quick else "")
+        print(report(args.out, command))
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

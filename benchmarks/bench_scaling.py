@@ -50,7 +50,7 @@ def job_train(size: dict) -> dict:
     model = BayesianCNN(1, 10, (8, 8))
     distributed.barrier()
     start = time.perf_counter()
-    result = train(model, tr, va, epochs=size["epochs"], batch_size=64, seed=0, progress=False)
+    result = train(model, tr, va, epochs=size["epochs"], seed=0, progress=False)
     seconds = time.perf_counter() - start
     torch.manual_seed(0)
     scores = evaluate(model, te, num_samples=16)
@@ -71,7 +71,7 @@ def job_train_shapes(size: dict) -> dict:
     model = BayesianCNN(3, len(tr.classes), (32, 32))
     distributed.barrier()
     start = time.perf_counter()
-    result = train(model, tr, va, epochs=1, batch_size=64, seed=0, progress=False)
+    result = train(model, tr, va, epochs=1, seed=0, progress=False)
     seconds = time.perf_counter() - start
     torch.manual_seed(0)
     return {"seconds": seconds, "val_accuracy": result.history[-1]["val_accuracy"]}

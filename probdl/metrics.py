@@ -21,12 +21,14 @@ from probdl.errors import DataError
 
 __all__ = [
     "accuracy",
+    "aupr",
     "auroc",
     "brier",
     "classification_report",
     "confusion_matrix",
     "ece",
     "entropy",
+    "fpr_at_tpr",
     "mutual_information",
     "nll",
     "precision_recall_f1",
@@ -167,6 +169,47 @@ def auroc(scores_positive: Any, scores_negative: Any) -> float:
     ranks[order] = np.repeat(avg, ends - starts)
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
     return float(u / (len(pos) * len(neg)))
+
+
+def _ranked(scores_positive: Any, scores_negative: Any) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives at each distinct threshold, highest score first."""
+    pos = _np(scores_positive).astype(np.float64).ravel()
+    neg = _np(scores_negative).astype(np.float64).ravel()
+    if len(pos) == 0 or len(neg) == 0:
+        raise DataError("metrics: need at least one positive and one negative score.")
+    scores = np.concatenate([pos, neg])
+    truth = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    order = np.argsort(-scores, kind="mergesort")
+    scores, truth = scores[order], truth[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # end of each tie group
+    tps = np.cumsum(truth)[last]
+    return tps, (last + 1) - tps
+
+
+def aupr(scores_positive: Any, scores_negative: Any) -> float:
+    """Area under the precision-recall curve with the positives as the class to find.
+
+    Average precision, sum_k (R_k - R_{k-1}) P_k over the distinct thresholds (scikit-learn's
+    ``average_precision_score``); with OOD scores as positives this is "AUPR-out".
+    """
+    tps, fps = _ranked(scores_positive, scores_negative)
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def fpr_at_tpr(scores_positive: Any, scores_negative: Any, tpr: float = 0.95) -> float:
+    """False-positive rate at the first threshold whose true-positive rate reaches ``tpr``.
+
+    With OOD scores as positives, "FPR95": the share of in-distribution examples flagged when
+    95% of the out-of-distribution ones are.
+    """
+    if not 0.0 < tpr <= 1.0:
+        raise DataError(f"metrics: tpr must lie in (0, 1], got {tpr}.")
+    tps, fps = _ranked(scores_positive, scores_negative)
+    rates = tps / tps[-1]
+    k = int(np.searchsorted(rates, tpr - 1e-12, side="left"))
+    return float(fps[k] / fps[-1]) if fps[-1] > 0 else 0.0
 
 
 def risk_coverage(confidence: Any, correct: Any) -> dict[str, np.ndarray | float]:

@@ -76,6 +76,54 @@ def test_the_edge_is_imported_only_from_outside_in(edge, allowed):
         assert not bad, f"{module} imports {bad}: only {allowed} may use {edge}"
 
 
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), leaving out a package
+    and its own submodules (a package re-exporting them through ``__init__`` is no cycle)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            component.sort()
+            if len(component) > 1 and not all(within(m, component[0]) for m in component):
+                found.append(component)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_anywhere():
+    cycles = import_cycles(internal_imports())
+    assert not cycles, f"import cycles (imports inside functions count): {cycles}"
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function_level_import():
+    graph = {"probdl.a": {"probdl.b"}, "probdl.b": {"probdl.c"}, "probdl.c": {"probdl.a"},
+             "probdl.p": {"probdl.p.x"}, "probdl.p.x": {"probdl.p"}}
+    assert import_cycles(graph) == [["probdl.a", "probdl.b", "probdl.c"]]
+
+
 def test_no_private_module_at_the_top_level():
     private = sorted(p.name for p in PACKAGE.iterdir()
                      if p.name.startswith("_") and p.name not in ("__init__.py", "__pycache__"))

@@ -199,8 +199,7 @@ def _tiny_bnn():
 
     # without the noise-contrastive prior: each rank shuffles its own images, so its gradient
     # matches the one-process gradient only in expectation, and this checks exact equality
-    return BayesianCNN(1, 3, (8, 8), filters=(4,), dense=(16,), dropout=0.0, noise_prior=0.0,
-                       seed=0)  # fmt: skip
+    return BayesianCNN(1, 3, (8, 8), filters=(4,), dense=(16,), dropout=0.0, seed=0)
 
 
 def _batch():
@@ -210,11 +209,12 @@ def _batch():
 
 def _gradient(model, x, y, size):
     import pyro
-    from pyro.infer import TraceMeanField_ELBO
+
+    from probdl.bnn import ELBO
 
     pyro.set_rng_seed(11)
     model.zero_grad(set_to_none=True)
-    loss = model.training_loss(x, y, size, 1.0, TraceMeanField_ELBO(max_plate_nesting=1))
+    loss = ELBO(noise_prior=0.0).loss(model, x, y, None, size)
     loss.backward()
     return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
                            if p.grad is not None}
@@ -290,14 +290,14 @@ def _digits():
 
 
 def _train_tiny(checkpoint_dir, epochs):
-    from probdl.bnn import BayesianCNN, train
+    from probdl.bnn import ELBO, BayesianCNN, Optim, train
 
     tr, va, _ = _digits()
     # the settings the quality bounds below were measured with (a 4-filter net learns too
     # slowly in these few epochs under the noise-contrastive prior and more dropout)
-    model = BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,), dropout=0.25, noise_prior=0.0,
-                        seed=0)  # fmt: skip
-    result = train(model, tr, va, epochs=epochs, batch_size=64, lr=3e-2, lr_schedule="constant",
+    model = BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,), dropout=0.25, seed=0)
+    result = train(model, tr, va, epochs=epochs, objective=ELBO(noise_prior=0.0),
+                   optim=Optim(batch_size=64, lr=3e-2, schedule="constant"),
                    checkpoint_dir=checkpoint_dir, resume=True, seed=0, progress=False)
     return model, result
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from probdl.bnn import BayesianCNN, load_model, train
+from probdl.bnn import BayesianCNN, Optim, load_model, train
 from probdl.errors import CheckpointError
 from probdl.graph.inference.torch_engine import single_thread  # one thread: comparable runs
 
@@ -134,7 +134,7 @@ def _killable_run(checkpoint_dir, **kwargs):
     data = data.subset(range(360))
     tr, va, _ = split(data, val=0.25, test=0.1, seed=0)
     model = BayesianCNN(1, 10, (8, 8), filters=(4,), dense=(16,), seed=0)
-    result = train(model, tr, va, epochs=EPOCHS, batch_size=32, lr=1e-2,
+    result = train(model, tr, va, epochs=EPOCHS, optim=Optim(batch_size=32, lr=1e-2),
                    checkpoint_dir=checkpoint_dir, seed=0, resume=True, **kwargs)
     return model, result
 

@@ -91,6 +91,24 @@ def test_auroc_matches_sklearn_with_ties():
     assert metrics.auroc(torch.tensor([3.0]), torch.tensor([1.0, 2.0])) == 1.0
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_aupr_and_fpr95_match_sklearn(ties):
+    rng = np.random.default_rng(3)
+    pos, neg = rng.normal(1.0, 1.0, 70), rng.normal(0.0, 1.0, 130)
+    if ties:
+        pos, neg = pos.round(), neg.round()
+    truth, scores = np.r_[np.ones(70), np.zeros(130)], np.r_[pos, neg]
+    assert metrics.aupr(pos, neg) == pytest.approx(skm.average_precision_score(truth, scores))
+    fpr, tpr, _ = skm.roc_curve(truth, scores, drop_intermediate=False)
+    expected = fpr[np.searchsorted(tpr, 0.95, side="left")]
+    assert metrics.fpr_at_tpr(pos, neg, 0.95) == pytest.approx(expected)
+    # separable: everything found before any negative is flagged
+    assert metrics.fpr_at_tpr([5.0, 6.0], [1.0, 2.0]) == 0.0
+    assert metrics.aupr([5.0, 6.0], [1.0, 2.0]) == 1.0
+    with pytest.raises(DataError):
+        metrics.aupr([], [1.0])
+
+
 def test_entropy_and_mutual_information_closed_forms():
     assert metrics.entropy(np.full(4, 0.25)) == pytest.approx(np.log(4))
     # two confident samples that disagree: predictive entropy log 2, expected entropy ~0

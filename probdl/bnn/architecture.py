@@ -14,7 +14,9 @@ per SVI step than one site per layer tensor.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +49,21 @@ class Architecture:
     layer_shapes: list[tuple[str, tuple[int, ...]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.image_size = tuple(int(s) for s in self.image_size)  # type: ignore[assignment]
-        self.filters = tuple(int(f) for f in self.filters)
-        self.dense = tuple(int(d) for d in self.dense)
+        self.in_channels = _whole("in_channels", self.in_channels)
+        self.num_classes = _whole("num_classes", self.num_classes)
+        if isinstance(self.image_size, str) or not hasattr(self.image_size, "__len__"):
+            raise ModelError(
+                f"image_size must be a pair (H, W), e.g. (8, 8) or (28, 28); got "
+                f"{self.image_size!r}."
+            )
+        size = tuple(_whole("image_size", s) for s in self.image_size)
+        self.image_size = size  # type: ignore[assignment]
+        self.filters = _widths("filters", self.filters)
+        self.dense = _widths("dense", self.dense)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise ModelError(f"dropout must be a number in [0, 1), got {self.dropout!r}.")
+        if not isinstance(self.batch_norm, bool):
+            raise ModelError(f"batch_norm must be True or False, got {self.batch_norm!r}.")
         if self.in_channels < 1 or self.num_classes < 2:
             raise ModelError(
                 f"in_channels must be >= 1 and num_classes >= 2, got {self.in_channels} and "
@@ -223,9 +237,9 @@ class Architecture:
         s = num_samples
         sampled_conv = params["conv0.weight"].dim() == 5
         if sampled_conv and (x.device.type != "cuda" if grouped is None else not grouped):
-            # On CPU, oneDNN's grouped convolution with one group per sample ran ~1.4x slower
-            # than S ordinary convolutions of the whole batch (measured on the digits CNN), so
-            # only the convolutions loop; the dense layers below stay batched.
+            # On CPU, oneDNN's grouped convolution with one group per sample ran slower than
+            # S ordinary convolutions of the whole batch (docs/tuning-log.md), so only the
+            # convolutions loop; the dense layers below stay batched.
             h = torch.stack([self._features(x, _conv_params(params, i), norms) for i in range(s)])
         else:
             h = self._grouped_features(x, params, s, norms)
@@ -275,6 +289,21 @@ class Architecture:
         if grouped:
             return h.reshape(n, s, -1).transpose(0, 1)  # (S, N, F)
         return h.flatten(1).expand(s, n, -1)
+
+
+def _whole(name: str, value: Any) -> int:
+    """An integer argument, or a ModelError naming it (floats with a fraction are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ModelError(f"{name} must be a whole number, got {value!r}.")
+    return int(value)
+
+
+def _widths(name: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise ModelError(f"{name} must be a sequence of layer widths such as (32, 64): {value!r}.")
+    return tuple(_whole(name, v) for v in value)
 
 
 def _batch_norm(norm: torch.nn.Module, h: torch.Tensor, stats_rows: int | None) -> torch.Tensor:

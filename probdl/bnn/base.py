@@ -1,9 +1,14 @@
 """What the three CNNs share: configuration, input checks, standardization, save and load.
 
-from probdl.bnn import BayesianCNN
-model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
-model.save("model.pt")
-same = BayesianCNN.load("model.pt")     # torch.load(weights_only=True) underneath
+    from probdl.bnn import BayesianCNN
+    model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
+    model.save("model.pt")
+    same = BayesianCNN.load("model.pt")     # torch.load(weights_only=True) underneath
+
+Besides its weights a model carries what prediction needs to read an image the way training
+did: the per-channel standardization x' = (x - mean_c) / std_c, the pixel range seen in
+training (images far outside it are refused), the temperature T of post-hoc calibration
+(probabilities softmax(logits / T)), the class names and prior, and the split it was trained on.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from typing import Any
 import torch
 from pyro.nn import PyroModule
 
+from probdl.bnn import checkpoint
 from probdl.bnn.architecture import Architecture
-from probdl.errors import DataError, ModelError
+from probdl.errors import CheckpointError, DataError, ModelError
 
-__all__ = ["CNNBase"]
+__all__ = ["CNNBase", "load_model"]
+
+#: model kinds by name, filled as subclasses are defined (checkpoints name their kind)
+KINDS: dict[str, type[CNNBase]] = {}
 
 
 class CNNBase(PyroModule):
@@ -30,13 +39,26 @@ class CNNBase(PyroModule):
     #: whether predictions differ between weight draws (False: one pass is the prediction)
     stochastic = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            KINDS[cls.kind] = cls
+
     def __init__(self, architecture: Architecture, seed: int = 0) -> None:
         super().__init__()
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ModelError(f"seed must be a whole number, got {seed!r}.")
         self.architecture = architecture
         self.seed = seed
         self.classes_: list[str] = [str(i) for i in range(architecture.num_classes)]
         #: class frequencies of the training labels, set by ``train``; the bridge divides them out
         self.class_prior_: list[float] | None = None
+        #: (lowest, highest) pixel value of the training images, set by ``train``
+        self.pixel_range_: tuple[float, float] | None = None
+        #: post-hoc temperature: probabilities are softmax(logits / temperature_)
+        self.temperature_: float = 1.0
+        #: the split the model was trained on (seed, fractions, data fingerprint), if known
+        self.split_: dict[str, Any] | None = None
         self.register_buffer("standardize_mean_", None)
         self.register_buffer("standardize_std_", None)
 
@@ -66,9 +88,10 @@ class CNNBase(PyroModule):
         self.standardize_mean_ = mean.to(self.device)
         self.standardize_std_ = std.to(self.device)
 
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+    def prepare(self, images: torch.Tensor, where: str = "images") -> torch.Tensor:
         """Check images against the model and standardize them (on the model's device)."""
-        x = check_images(images, self.architecture)
+        x = check_images(images, self.architecture, where)
+        check_pixel_range(x, self.pixel_range_, where)
         x = x.to(self.device, torch.float32)
         if self.standardize_mean_ is not None:
             x = (x - self.standardize_mean_[None, :, None, None]) / self.standardize_std_[
@@ -81,14 +104,16 @@ class CNNBase(PyroModule):
         return [{"params": list(self.parameters()), "lr": lr}]
 
     # ---- to be implemented by each model ----------------------------------------------------
-    def training_loss(self, x, y, size, kl_weight=1.0, elbo=None) -> torch.Tensor:
+    def network(self, x: torch.Tensor, weights: Any = None, **options: Any) -> torch.Tensor:
         raise NotImplementedError
 
     def sample_logits(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
         raise NotImplementedError
 
     def logits_to_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (..., K) from logits; one logit means a Bernoulli output."""
+        """Class probabilities (..., K) from logits / temperature; one logit: a Bernoulli."""
+        if self.temperature_ != 1.0:
+            logits = logits / self.temperature_
         if self.architecture.num_outputs == 1:
             p = torch.sigmoid(logits)
             return torch.cat([1 - p, p], dim=-1)
@@ -96,16 +121,12 @@ class CNNBase(PyroModule):
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write config, parameters, standardization and class names to one file, atomically."""
-        from probdl.bnn.checkpoint import save_model
-
-        return save_model(self, path)
+        """Write config, parameters and what prediction needs to one file, atomically."""
+        return checkpoint.save_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> CNNBase:
         """Read a model written by :meth:`save` (any of the three kinds when called on the base)."""
-        from probdl.bnn.checkpoint import load_model
-
         return load_model(path, expected=cls, device=device)
 
     def extra_repr(self) -> str:
@@ -114,6 +135,33 @@ class CNNBase(PyroModule):
             f"in_channels={a.in_channels}, num_classes={a.num_classes}, image_size={a.image_size},"
             f" filters={a.filters}, dense={a.dense}, weights={a.num_weights}"
         )
+
+
+def load_model(
+    path: str | Path, expected: type | None = None, device: str | torch.device = "cpu"
+) -> CNNBase:
+    """Rebuild a model saved by ``model.save``; a CheckpointError names what is wrong."""
+    payload = checkpoint.read_model(path)
+    path = Path(path)
+    kind = payload.get("kind")
+    if kind not in KINDS:
+        raise CheckpointError(
+            f"{path}: unknown model kind {kind!r}; expected one of {list(KINDS)}."
+        )
+    cls = KINDS[kind]
+    if expected is not None and expected in KINDS.values() and expected is not cls:
+        raise CheckpointError(
+            f"{path}: holds a {kind}, not a {expected.__name__}; load it with {kind}.load(path) "
+            "or probdl.bnn.load_model(path)."
+        )
+    try:
+        model = cls(**dict(payload["config"]))
+    except Exception as err:
+        raise CheckpointError(
+            f"{path}: its architecture config cannot be rebuilt ({err})."
+        ) from None
+    checkpoint.restore(model, payload, path)
+    return model.to(resolve_device(device))
 
 
 def check_images(images: Any, architecture: Architecture, where: str = "images") -> torch.Tensor:
@@ -127,6 +175,12 @@ def check_images(images: Any, architecture: Architecture, where: str = "images")
     c, (h, w) = architecture.in_channels, architecture.image_size
     if x.ndim == 3 and c == 1 and tuple(x.shape[1:]) == (h, w):
         x = x[:, None]
+    if x.ndim == 4 and tuple(x.shape[1:]) == (h, w, c) and c > 1:
+        raise DataError(
+            f"{where}: shape {tuple(x.shape)} is channels-last (N, H, W, C); the model takes "
+            f"(N, C, H, W) = (N, {c}, {h}, {w}): pass images.permute(0, 3, 1, 2) (torch) or "
+            "images.transpose(0, 3, 1, 2) (numpy)."
+        )
     if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
         raise DataError(
             f"{where}: the model takes images of shape (N, {c}, {h}, {w}) but got "
@@ -142,6 +196,33 @@ def check_images(images: Any, architecture: Architecture, where: str = "images")
             f"{int(bad[0])}); clean or drop them before predicting."
         )
     return x
+
+
+def check_pixel_range(
+    x: torch.Tensor, trained: tuple[float, float] | None, where: str = "images"
+) -> None:
+    """A DataError when pixels lie far outside the range the model was trained on.
+
+    "Far" is more than the training range's own width beyond either end (with a floor of 1):
+    on images trained in [0, 1], pixels of 0-255 are refused, a little overshoot from resizing
+    or augmentation is not.
+    """
+    if trained is None or x.numel() == 0:
+        return
+    lo, hi = trained
+    slack = max(hi - lo, 1.0)
+    seen_lo, seen_hi = float(x.min()), float(x.max())
+    if seen_lo >= lo - slack and seen_hi <= hi + slack:
+        return
+    hint = (
+        " They look like 0-255 pixels: divide by 255."
+        if seen_hi > 2 and hi <= 1.5 and seen_hi <= 255 and seen_lo >= 0
+        else " Scale them as the training images were."
+    )
+    raise DataError(
+        f"{where}: pixel values span {seen_lo:g}..{seen_hi:g}, far outside the range the model "
+        f"was trained on ({lo:g}..{hi:g}); its predictions would be meaningless.{hint}"
+    )
 
 
 def check_labels(labels: Any, num_classes: int, n: int, where: str = "labels") -> torch.Tensor:

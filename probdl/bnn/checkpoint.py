@@ -1,12 +1,14 @@
 """One-file model checkpoints and resumable training state, read with ``weights_only=True``.
 
-    from probdl.bnn.checkpoint import load_model
+    from probdl.bnn import load_model
     model = load_model("runs/digits/model.pt")     # whichever of the three CNNs it holds
 
 A model file is a dict of plain types and tensors: format name and version, the model kind,
 its constructor config, every parameter and buffer (the variational parameters included, all
-created eagerly in ``__init__``, so nothing is missing at load time), the standardization
-statistics and the class names. Nothing is unpickled beyond what ``weights_only`` allows.
+created eagerly in ``__init__``, so nothing is missing at load time), and what prediction needs
+besides: standardization, pixel range, temperature, class names and prior, the training split.
+Nothing is unpickled beyond what ``weights_only`` allows. This module reads and writes the
+files; :func:`probdl.bnn.base.load_model` picks the model class a file names.
 """
 
 from __future__ import annotations
@@ -20,17 +22,15 @@ import torch
 from probdl.errors import CheckpointError
 from probdl.files import atomic_write
 
-__all__ = ["FORMAT", "VERSION", "load_model", "load_training_state", "save_model"]
+__all__ = [
+    "FORMAT", "VERSION", "load_training_state", "read_model", "restore", "save_model",
+    "save_training_state",
+]  # fmt: skip
 
 FORMAT = "probdl.bnn"
-VERSION = 1
+# 2: the training tricks left the model's config; pixel range, temperature and split added
+VERSION = 2
 _STD_KEYS = ("standardize_mean_", "standardize_std_")
-
-
-def _model_classes() -> dict[str, type]:
-    from probdl.bnn.models import BayesianCNN, DeterministicCNN, MCDropoutCNN
-
-    return {c.kind: c for c in (BayesianCNN, DeterministicCNN, MCDropoutCNN)}
 
 
 def _payload(model: Any) -> dict[str, Any]:
@@ -52,6 +52,9 @@ def _payload(model: Any) -> dict[str, Any]:
         "standardize": std,
         "classes": list(model.classes_),
         "class_prior": None if model.class_prior_ is None else list(model.class_prior_),
+        "pixel_range": None if model.pixel_range_ is None else list(model.pixel_range_),
+        "temperature": float(model.temperature_),
+        "split": None if model.split_ is None else dict(model.split_),
         "torch_version": str(torch.__version__),
     }
 
@@ -95,26 +98,17 @@ def _read(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def _build(payload: dict[str, Any], path: Path, expected: type | None) -> Any:
-    classes = _model_classes()
-    kind = payload.get("kind")
-    if kind not in classes:
-        raise CheckpointError(
-            f"{path}: unknown model kind {kind!r}; expected one of {list(classes)}."
-        )
-    cls = classes[kind]
-    if expected is not None and expected in classes.values() and expected is not cls:
-        raise CheckpointError(
-            f"{path}: holds a {kind}, not a {expected.__name__}; load it with {kind}.load(path) "
-            "or probdl.bnn.load_model(path)."
-        )
-    try:
-        config = dict(payload["config"])
-        model = cls(**config)
-    except Exception as err:
-        raise CheckpointError(
-            f"{path}: its architecture config cannot be rebuilt ({err})."
-        ) from None
+def read_model(path: str | Path) -> dict[str, Any]:
+    """The model payload of a model file or of a training checkpoint."""
+    payload = _read(path)
+    if payload["format"] != FORMAT:
+        payload = payload.get("model", {})
+    return payload
+
+
+def restore(model: Any, payload: dict[str, Any], path: Path) -> Any:
+    """Load a payload's parameters and prediction settings into a model of its config."""
+    kind = model.kind
     state = payload.get("state_dict", {})
     own = model.state_dict()
     own = {k: v for k, v in own.items() if k not in _STD_KEYS}
@@ -131,38 +125,30 @@ def _build(payload: dict[str, Any], path: Path, expected: type | None) -> Any:
             f"{path}: its parameters do not fit the {kind} architecture in its own config "
             f"({detail}); the file was edited or comes from another architecture."
         )
-    model.load_state_dict(state, strict=True)
+    device = next(iter(model.parameters())).device
+    model.load_state_dict(state, strict=False)
+    model.to(device)
     std = payload.get("standardize")
-    if std is not None:
-        model.set_standardization(std["mean"], std["std"])
+    model.set_standardization(None if std is None else std["mean"],
+                              None if std is None else std["std"])  # fmt: skip
+    k = model.architecture.num_classes
     model.classes_ = [str(c) for c in payload.get("classes", model.classes_)]
-    if len(model.classes_) != model.architecture.num_classes:
-        raise CheckpointError(
-            f"{path}: {len(model.classes_)} class names for {model.architecture.num_classes} "
-            "classes."
-        )
+    if len(model.classes_) != k:
+        raise CheckpointError(f"{path}: {len(model.classes_)} class names for {k} classes.")
     prior = payload.get("class_prior")
-    if prior is not None:
-        if len(prior) != model.architecture.num_classes:
-            raise CheckpointError(
-                f"{path}: a class prior of {len(prior)} entries for "
-                f"{model.architecture.num_classes} classes."
-            )
-        model.class_prior_ = [float(p) for p in prior]
+    if prior is not None and len(prior) != k:
+        raise CheckpointError(f"{path}: a class prior of {len(prior)} entries for {k} classes.")
+    model.class_prior_ = None if prior is None else [float(p) for p in prior]
+    pixels = payload.get("pixel_range")
+    model.pixel_range_ = None if pixels is None else (float(pixels[0]), float(pixels[1]))
+    temperature = float(payload.get("temperature", 1.0))
+    if not temperature > 0:
+        raise CheckpointError(f"{path}: temperature must be > 0, found {temperature}.")
+    model.temperature_ = temperature
+    split = payload.get("split")
+    model.split_ = None if split is None else dict(split)
     model.eval()
     return model
-
-
-def load_model(
-    path: str | Path, expected: type | None = None, device: str | torch.device = "cpu"
-) -> Any:
-    """Rebuild a model saved by ``save_model``; a CheckpointError names what is wrong."""
-    from probdl.bnn.base import resolve_device
-
-    payload = _read(path)
-    if payload["format"] != FORMAT:
-        payload = payload.get("model", {})
-    return _build(payload, Path(path), expected).to(resolve_device(device))
 
 
 def save_training_state(
@@ -203,9 +189,7 @@ def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:
             "or use another checkpoint_dir."
         )
     device = next(iter(model.parameters())).device
-    restored = _build(saved, path, None)
-    model.load_state_dict(restored.state_dict(), strict=False)
-    model.to(device)
+    restore(model, saved, path)
     optimizer.load_state_dict(obj["optimizer"])
     scheduler.load_state_dict(obj["scheduler"])
     best = {k: v.to(device) for k, v in obj["best_state"].items()} or None

@@ -16,8 +16,7 @@ predictive should be the prior's (for classes: uniform). In the ELBO this is one
 The noise images here are training images with their pixel positions shuffled (one permutation
 per image, shared by its channels): the same intensities, and so the same ink, as a real image,
 with no spatial structure left. That is enough for the network to stop reading ink as a class;
-the benchmark checks it on kinds of noise that training never shows (uniform and Gaussian
-pixels, smooth blobs, constant and inverted images; docs/bnn.md).
+benchmarks/bench_bnn.py checks it on out-of-distribution images that training never shows.
 """
 
 from __future__ import annotations

@@ -6,12 +6,11 @@
 
 Pyro's ``TraceMeanField_ELBO`` traces the guide and the model, then computes the log density of
 every sample site in both traces before it looks at them. For a latent site whose guide and
-prior have a closed-form KL (the Bayesian CNN's one ``"weights"`` site: 53,002 Normal weights
-with the default architecture) it then uses the KL and discards both log densities. This
-subclass computes log densities of observed sites (the likelihood, factors) only; should a
-latent site turn out to have no closed-form KL, the loss falls back to computing the skipped
-densities and the parent's sampled estimate. Same loss, same gradients (tested); a training
-step of the Bayesian CNN is about 5% cheaper on a CPU.
+prior have a closed-form KL (the Bayesian CNN's one ``"weights"`` site, every weight of the
+network) it then uses the KL and discards both log densities. This subclass computes log
+densities of observed sites (the likelihood, factors) only; should a latent site turn out to
+have no closed-form KL, the loss falls back to computing the skipped densities and the parent's
+sampled estimate. Same loss, same gradients (tested), less work per step.
 """
 
 from __future__ import annotations

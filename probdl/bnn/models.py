@@ -7,10 +7,14 @@
 
 ``BayesianCNN.model`` and ``BayesianCNN.guide`` are an ordinary Pyro model and guide: every
 Bayesian weight sits in one flat ``"weights"`` sample site with a Normal prior, and the guide is
-a hand-written mean-field Normal over the same vector. One site instead of one per tensor keeps
-Pyro's per-step bookkeeping small; with ``TraceMeanField_ELBO`` the KL of that site is the
-closed-form sum over all weights, counted once per step, while the likelihood is scaled by
-dataset size / batch size through a subsampled plate.
+a hand-written mean-field Normal over the same vector, q(w) = prod_i N(w_i; mu_i, sigma_i^2).
+One site instead of one per tensor keeps Pyro's per-step bookkeeping small; with
+``TraceMeanField_ELBO`` the KL of that site is the closed-form sum over all weights,
+
+    KL(q || p) = sum_i [log(s / sigma_i) + (sigma_i^2 + mu_i^2) / (2 s^2) - 1/2],
+
+counted once per step, while the likelihood is scaled by dataset size / batch size through a
+subsampled plate. The objectives in :mod:`probdl.bnn.objectives` build on these pieces.
 """
 
 from __future__ import annotations
@@ -27,18 +31,33 @@ from pyro import poutine
 
 from probdl.bnn.architecture import Architecture
 from probdl.bnn.base import CNNBase
-from probdl.bnn.contrast import divergence_from_uniform, shuffled_pixels
 from probdl.errors import ModelError
 
-__all__ = ["BayesianCNN", "DeterministicCNN", "MCDropoutCNN"]
+__all__ = ["BayesianCNN", "DeterministicCNN", "MCDropoutCNN", "class_likelihood"]
 
 PRIORS = ("normal", "mixture")
 
 
-def _likelihood(logits: torch.Tensor) -> dist.Distribution:
+def class_likelihood(logits: torch.Tensor) -> dist.Distribution:
+    """p(y | logits): Categorical over K classes, or Bernoulli where there is one logit."""
     if logits.shape[-1] == 1:
         return dist.Bernoulli(logits=logits.squeeze(-1), validate_args=False)
     return dist.Categorical(logits=logits, validate_args=False)
+
+
+def class_observation(y: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor | None:
+    """Class indices as :func:`class_likelihood` scores them (a Bernoulli wants floats)."""
+    if y is None or logits.shape[-1] != 1:
+        return y
+    return y.to(logits.dtype)
+
+
+def _check_positive(**values: Any) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ModelError(f"{name} must be a number > 0, got {value!r}.")
+        if not (value > 0 and math.isfinite(value)):
+            raise ModelError(f"{name} must be a finite number > 0, got {value}.")
 
 
 def _norms(arch: Architecture) -> torch.nn.ModuleList | None:
@@ -53,6 +72,10 @@ def _inverse_softplus(y: float) -> float:
 
 class BayesianCNN(CNNBase):
     """A CNN whose weights have a mean-field Normal posterior, fitted by Pyro SVI.
+
+    The model holds the architecture, the prior and the variational family only; how it is
+    fitted (particles, KL annealing, the noise-contrastive prior, dropout masks, local
+    reparameterization) is the objective's business (:class:`probdl.bnn.objectives.ELBO`).
 
     Parameters
     ----------
@@ -72,26 +95,6 @@ class BayesianCNN(CNNBase):
     init_scale : float
         Initial posterior standard deviation of every weight; the means start as a
         Kaiming-initialized network.
-    local_reparam : bool or "dense"
-        Sample pre-activations instead of weights during training (lower-variance gradients,
-        about twice the convolution cost). ``"dense"``: only in the dense layers (most of the
-        weights; about 10% more per epoch); the convolutions keep one weight draw per batch.
-    noise_prior : float
-        Weight of the noise-contrastive prior (0: off). During training, ``noise_images``
-        training images per batch are shown again with their pixels shuffled, and the ELBO
-        gains ``-noise_prior * KL(uniform || p(y | shuffled image, w))`` for each of them, so
-        that the predictive goes flat on images with no digit-like structure (see
-        :mod:`probdl.bnn.contrast`). Prediction is unchanged.
-    noise_images : int
-        Shuffled images per training batch (about ``noise_images / batch_size`` more work).
-    dropout_masks : int
-        Dropout masks per training example (multi-sample dropout, Inoue 2019): the first dense
-        layer's output is copied that many times, each copy gets its own dropout mask, and the
-        log-likelihood and the noise-contrastive term are averaged over the copies. The same
-        ELBO, estimated with less dropout noise; an epoch cost 1% more at 4 (9 interleaved
-        rounds). Over 30 seeds of digits, 4 masks in place of 1 lowered the test NLL from
-        .0444 to .0411 and raised the accuracy from .984 to .986 (docs/bnn.md, seventh round).
-        Prediction is unchanged.
     seed : int
         Seed of the initialization.
     """
@@ -107,34 +110,29 @@ class BayesianCNN(CNNBase):
         dense: tuple[int, ...] = (128,),
         pooling: str = "avg",
         batch_norm: bool = False,
-        dropout: float = 0.4,
+        dropout: float = 0.5,
         bayesian_layers: str = "all",
         prior_sigma: float = 1.0,
         prior: str = "normal",
         mixture: tuple[float, float, float] = (0.5, 1.0, 0.0025),
         init_scale: float = 1e-3,
-        local_reparam: bool | str = False,
-        noise_prior: float = 0.05,
-        noise_images: int = 4,
-        dropout_masks: int = 4,
         seed: int = 0,
     ) -> None:
         arch = Architecture(
             in_channels, num_classes, image_size, filters, dense, pooling, batch_norm, dropout
         )
         super().__init__(arch, seed)
-        if not isinstance(dropout_masks, numbers.Integral) or dropout_masks < 1:
-            raise ModelError(f"dropout_masks must be an integer >= 1, got {dropout_masks!r}.")
-        self.dropout_masks = int(dropout_masks)
         if bayesian_layers not in ("all", "last"):
             raise ModelError(f"bayesian_layers must be 'all' or 'last', got {bayesian_layers!r}.")
         if prior not in PRIORS:
             raise ModelError(f"prior must be one of {PRIORS}, got {prior!r}.")
-        if prior_sigma <= 0 or init_scale <= 0:
+        _check_positive(prior_sigma=prior_sigma, init_scale=init_scale)
+        try:
+            pi, s1, s2 = (float(m) for m in mixture)
+        except (TypeError, ValueError):
             raise ModelError(
-                f"prior_sigma and init_scale must be > 0, got {prior_sigma}, {init_scale}."
-            )
-        pi, s1, s2 = (float(m) for m in mixture)
+                f"mixture must be three numbers (pi, sigma1, sigma2), got {mixture!r}."
+            ) from None
         if not (0 < pi < 1 and s1 > 0 and s2 > 0):
             raise ModelError(f"mixture must be (pi in (0, 1), sigma1 > 0, sigma2 > 0): {mixture}")
         self.bayesian_layers = bayesian_layers
@@ -142,20 +140,8 @@ class BayesianCNN(CNNBase):
         self.prior = prior
         self.mixture = (pi, s1, s2)
         self.init_scale = float(init_scale)
-        if local_reparam not in (True, False, "dense"):
-            raise ModelError(
-                f"local_reparam must be True, False or 'dense', got {local_reparam!r}."
-            )
-        self.local_reparam = local_reparam if local_reparam == "dense" else bool(local_reparam)
-        if not (noise_prior >= 0 and math.isfinite(noise_prior)) or int(noise_images) < 1:
-            raise ModelError(
-                "noise_prior must be a finite weight >= 0 (0: off) and noise_images >= 1, got "
-                f"{noise_prior} and {noise_images}."
-            )
-        self.noise_prior = float(noise_prior)
-        self.noise_images = int(noise_images)
 
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(self.seed)
         self.bayes_names = arch.names(bayesian_layers)
         self.det_names = [n for n in arch.names() if n not in self.bayes_names]
         loc = arch.init_weights(gen, self.bayes_names)
@@ -170,7 +156,6 @@ class BayesianCNN(CNNBase):
             arch.init_weights(gen, self.det_names) if self.det_names else torch.zeros(0)
         )
         self.variational.norms = _norms(arch)
-        self._q_stash: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _extra_config(self) -> dict[str, Any]:
         return {
@@ -179,10 +164,6 @@ class BayesianCNN(CNNBase):
             "prior": self.prior,
             "mixture": list(self.mixture),
             "init_scale": self.init_scale,
-            "local_reparam": self.local_reparam,
-            "noise_prior": self.noise_prior,
-            "noise_images": self.noise_images,
-            "dropout_masks": self.dropout_masks,
         }
 
     # ---- the variational family -------------------------------------------------------------
@@ -225,71 +206,71 @@ class BayesianCNN(CNNBase):
             params.update(self.architecture.unflatten(self._v.det, self.det_names))
         return params
 
-    # ---- Pyro model and guide ---------------------------------------------------------------
-    def model(self, x, y=None, index=None, size=None, kl_weight=1.0, contrast=True):
-        """p(weights) p(y | x, weights), the likelihood scaled by ``size / len(x)``.
-
-        In training mode with ``noise_prior > 0`` (and ``contrast``) the batch is extended by
-        shuffled copies of some of its images, and the noise-contrastive factor on their
-        predictions (scaled like the likelihood, to the whole dataset) joins the model. Models
-        built on this one with their own likelihood (``probdl.hybrid.sum_model``) pass
-        ``contrast=False``, which also keeps one dropout mask per image. In training with
-        ``dropout_masks > 1`` the likelihood averages over that many masks per image.
-        Returns the logits, (len(x), outputs), averaged over the masks.
-        """
+    # ---- the pieces objectives compose ------------------------------------------------------
+    def sample_weights(self, kl_weight: float = 1.0) -> torch.Tensor:
+        """The ``"weights"`` sample site under the prior (and the MAP layers' log prior)."""
         with poutine.scale(scale=kl_weight):
             w = pyro.sample("weights", self.prior_distribution())
             if self.det_names:  # MAP layers: their log prior enters as a factor
                 det = self._v.det
                 pyro.factor("map_prior", -0.5 * (det * det).sum() / self.prior_sigma**2)
-        rows = len(x)
-        arch = self.architecture
-        own_training = contrast and self.training and arch.dropout > 0 and bool(arch.dense)
-        masks = self.dropout_masks if own_training else 1
-        contrast = contrast and self.training and self.noise_prior > 0
-        if contrast:
-            x = torch.cat([x, shuffled_pixels(x, self.noise_images)])
-        params, variances = self._params(w), None
-        if self.local_reparam and self._q_stash is not None:
-            loc, scale = self._q_stash
+        return w
+
+    def network(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        *,
+        masks: int = 1,
+        stats_rows: int | None = None,
+        local_reparam: bool | str = False,
+    ) -> torch.Tensor:
+        """Logits of prepared images under one weight vector; dropout is on in training mode.
+
+        ``masks``, ``stats_rows``: see :meth:`Architecture.forward`. ``local_reparam``: the
+        layers it names (True: all, ``"dense"``: the dense ones) draw their pre-activations
+        from the Gaussian the posterior implies, instead of using ``weights``.
+        """
+        params, variances = self._params(weights), None
+        if local_reparam:
+            scale = self.posterior_scale()
             variances = self.architecture.unflatten(scale * scale, self.bayes_names)
-            drawn, params = params, self._params(loc)
-            if self.local_reparam == "dense":
-                # convolutions use the drawn weights; dense layers sample pre-activations
+            drawn, params = params, self._params(self._v.loc)
+            if local_reparam == "dense":  # convolutions keep the drawn weights
                 variances = {k: v for k, v in variances.items() if not k.startswith("conv")}
                 params.update({k: v for k, v in drawn.items() if k.startswith("conv")})
-        logits = self.architecture.forward(
+        return self.architecture.forward(
             x, params, self._v.norms, dropout=self.training, variances=variances,
-            stats_rows=rows, masks=masks,
+            stats_rows=stats_rows, masks=masks,
         )  # fmt: skip
-        size = rows if size is None else size
-        if contrast:
-            logits, noise_logits = logits[..., :rows, :], logits[..., rows:, :]
-            penalty = divergence_from_uniform(noise_logits).mean()
-            pyro.factor("noise_prior", -self.noise_prior * size * penalty)
-        if index is None:
-            index = torch.arange(rows, device=x.device)
-        # The masks axis sits left of the data plate; scaling by 1 / masks makes the summed
-        # log-likelihood their mean.
-        with pyro.plate("data", size=size, subsample=index), poutine.scale(scale=1.0 / masks):
-            pyro.sample("obs", _likelihood(logits), obs=y)
-        return logits.mean(0) if masks > 1 else logits
 
-    def guide(self, x, y=None, index=None, size=None, kl_weight=1.0):
+    # ---- Pyro model and guide ---------------------------------------------------------------
+    def model(self, x, y=None, index=None, size=None, kl_weight=1.0):
+        """p(weights) p(y | x, weights), the likelihood scaled by ``size / len(x)``.
+
+        The plain model: objectives (:mod:`probdl.bnn.objectives`) compose richer ones from
+        :meth:`sample_weights` and :meth:`network`. Returns the logits (len(x), outputs).
+        """
+        w = self.sample_weights(kl_weight)
+        logits = self.network(x, w)
+        size = len(x) if size is None else size
+        if index is None:
+            index = torch.arange(len(x), device=x.device)
+        with pyro.plate("data", size=size, subsample=index):
+            pyro.sample("obs", class_likelihood(logits), obs=class_observation(y, logits))
+        return logits
+
+    def draw_weights(self) -> torch.Tensor:
+        """One reparameterized draw of the flat weight vector from the guide, outside Pyro."""
+        return dist.Normal(self._v.loc, self.posterior_scale(), validate_args=False).rsample()
+
+    def guide(self, x=None, y=None, index=None, size=None, kl_weight=1.0):
         """Mean-field Normal over the flat weight vector."""
         loc, scale = self._v.loc, self.posterior_scale()
-        self._q_stash = (loc, scale) if self.local_reparam else None
         with poutine.scale(scale=kl_weight):
             return pyro.sample("weights", dist.Normal(loc, scale, validate_args=False).to_event(1))
 
     forward = model
-
-    def training_loss(self, x, y, size, kl_weight=1.0, elbo=None, index=None):
-        """Negative ELBO per training example (``elbo``: a ``TraceMeanField_ELBO``)."""
-        if index is None:
-            index = torch.arange(len(x), device=x.device)
-        loss = elbo.differentiable_loss(self.model, self.guide, x, y, index, size, kl_weight)
-        return loss / size
 
     @torch.no_grad()
     def sample_logits(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -324,8 +305,7 @@ class DeterministicCNN(CNNBase):
             in_channels, num_classes, image_size, filters, dense, pooling, batch_norm, dropout
         )
         super().__init__(arch, seed)
-        if prior_sigma <= 0:
-            raise ModelError(f"prior_sigma must be > 0, got {prior_sigma}.")
+        _check_positive(prior_sigma=prior_sigma)
         self.prior_sigma = float(prior_sigma)
         gen = torch.Generator().manual_seed(seed)
         self.weights = torch.nn.Module()
@@ -343,15 +323,14 @@ class DeterministicCNN(CNNBase):
         arch = self.architecture
         return arch.forward(x, arch.unflatten(self._w.flat), self._w.norms, dropout=self.training)
 
-    def training_loss(self, x, y, size, kl_weight=1.0, elbo=None, index=None):
-        """Negative log posterior per training example (cross-entropy + Gaussian prior)."""
-        logits = self.forward(x)
-        if logits.shape[-1] == 1:
-            nll = F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.float())
-        else:
-            nll = F.cross_entropy(logits, y)
+    def network(self, x: torch.Tensor, weights: None = None, **_: Any) -> torch.Tensor:
+        """Logits of prepared images; dropout is on in training mode."""
+        return self.forward(x)
+
+    def log_prior(self) -> torch.Tensor:
+        """log p(weights) up to a constant: the Gaussian prior of MAP, -|w|^2 / (2 sigma^2)."""
         w = self._w.flat
-        return nll + kl_weight * 0.5 * (w * w).sum() / (self.prior_sigma**2 * size)
+        return -0.5 * (w * w).sum() / self.prior_sigma**2
 
     @torch.no_grad()
     def sample_logits(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from probdl import metrics
 from probdl.bnn.base import CNNBase, check_labels
 from probdl.errors import DataError, InferenceError
 
-__all__ = ["Prediction", "evaluate", "predict", "predictive_probs"]
+__all__ = ["Prediction", "check_same_split", "evaluate", "predict", "predictive_probs"]
 
 # activations per chunk of images (floats): keeps S x N x C x H x W within ~64 MB
 _CHUNK_FLOATS = 1 << 24
@@ -89,16 +89,16 @@ class Prediction:
     def from_samples(cls, sample_probs: torch.Tensor, classes: list[str]) -> Prediction:
         sp = sample_probs.detach().to("cpu", torch.float64)
         probs = sp.mean(0)
-        ent = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
-        alea = -(sp * sp.clamp_min(1e-12).log()).sum(-1).mean(0)
+        ent = metrics.entropy(probs)
+        epistemic = metrics.mutual_information(sp)
         conf, labels = probs.max(-1)
         return cls(
             probs=probs.float(),
             sample_probs=sp.float(),
             labels=labels,
-            entropy=ent.float(),
-            aleatoric=alea.float(),
-            epistemic=(ent - alea).clamp_min(0).float(),
+            entropy=torch.from_numpy(ent).float(),
+            aleatoric=torch.from_numpy(metrics.entropy(sp).mean(0)).float(),
+            epistemic=torch.from_numpy(epistemic).float(),
             confidence=conf.float(),
             classes=list(classes),
         )
@@ -144,23 +144,60 @@ def _split_data(data: Any) -> tuple[Any, Any]:
     )
 
 
-def evaluate(
-    model: CNNBase, data: Any, num_samples: int = 32, ood: Any = None, bins: int = 15
-) -> dict[str, Any]:
-    """Accuracy, macro precision/recall/F1, confusion matrix, NLL, ECE, Brier on ``data``.
+def check_same_split(model: CNNBase, data: Any) -> None:
+    """A DataError when ``data`` is a part of another split of the model's training data.
 
-    With ``ood`` (an ImageDataset or image tensor of out-of-distribution inputs) also
-    ``auroc_ood`` (predictive entropy as the score, OOD = positive) and ``auroc_ood_mi``
-    (mutual information as the score).
+    ``split()`` tags its parts with the seed, fractions and a fingerprint of the whole
+    dataset; ``train`` stores the training part's tag in the model. Scoring a part of the
+    same data split another way would score images the model trained on.
     """
+    mine, theirs = model.split_, getattr(data, "split_info", None)
+    if not mine or not theirs or mine.get("fingerprint") != theirs.get("fingerprint"):
+        return
+    same = all(mine.get(k) == theirs.get(k) for k in ("seed", "val", "test"))
+    if not same:
+        raise DataError(
+            f"evaluate: the data is the {theirs.get('part')} part of split(seed="
+            f"{theirs.get('seed')}, val={theirs.get('val')}, test={theirs.get('test')}), but the "
+            f"model was trained on split(seed={mine.get('seed')}, val={mine.get('val')}, "
+            f"test={mine.get('test')}) of the same data, so it overlaps the training images. "
+            "Split with the model's seed and fractions (model.split_), or pass check_split=False."
+        )
+    if theirs.get("part") == "train":
+        raise DataError(
+            "evaluate: the data is the training part of the model's own split; score the "
+            "test part, or pass check_split=False."
+        )
+
+
+def evaluate(
+    model: CNNBase, data: Any, num_samples: int = 32, ood: Any = None, bins: int = 15,
+    check_split: bool = True,
+) -> dict[str, Any]:
+    """Classification, calibration and uncertainty scores of ``model`` on ``data``.
+
+    Always: accuracy, macro precision/recall/F1, confusion matrix, NLL, ECE (``bins`` bins),
+    Brier, ``mean_entropy`` and ``aurc`` (area under the risk-coverage curve of selective
+    prediction by confidence). With ``ood`` (an ImageDataset or image tensor of
+    out-of-distribution inputs), predictive entropy as the score and OOD as the positive
+    class: ``auroc_ood``, ``aupr_ood`` (average precision), ``fpr95_ood`` (the share of
+    ``data`` flagged when 95% of ``ood`` is), and ``auroc_ood_mi`` (mutual information as the
+    score). ``check_split``: refuse a part of another split of the data the model was trained
+    on (see :func:`check_same_split`).
+    """
+    if check_split:
+        check_same_split(model, data)
     images, labels = _split_data(data)
     pred = predict(model, images, num_samples)
     y = check_labels(labels, model.architecture.num_classes, len(pred), where="evaluate labels")
     scores = metrics.classification_report(pred.probs, y, bins)
     scores["mean_entropy"] = float(pred.entropy.mean())
+    scores["aurc"] = metrics.risk_coverage(pred.confidence, pred.labels == y)["aurc"]
     if ood is not None:
         ood_images = ood.images if hasattr(ood, "images") else ood
         ood_pred = predict(model, ood_images, num_samples)
         scores["auroc_ood"] = metrics.auroc(ood_pred.entropy, pred.entropy)
+        scores["aupr_ood"] = metrics.aupr(ood_pred.entropy, pred.entropy)
+        scores["fpr95_ood"] = metrics.fpr_at_tpr(ood_pred.entropy, pred.entropy, 0.95)
         scores["auroc_ood_mi"] = metrics.auroc(ood_pred.epistemic, pred.epistemic)
     return scores

@@ -78,9 +78,10 @@ def train(args: argparse.Namespace) -> int:
              "mc-dropout": bnn.MCDropoutCNN}
     model = kinds[args.model](in_channels=data.shape[0], num_classes=len(data.classes),
                               image_size=data.shape[1:])
-    result = bnn.train(model, train_set, val_set, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, device=args.device, checkpoint_dir=out / "checkpoints",
-                       seed=args.seed, resume=args.resume, augment=args.augment)
+    result = bnn.train(model, train_set, val_set, epochs=args.epochs, device=args.device,
+                       checkpoint_dir=out / "checkpoints", seed=args.seed, resume=args.resume,
+                       optim=bnn.Optim(lr=args.lr, batch_size=args.batch_size),
+                       inputs=bnn.Inputs(augment=args.augment))
     if not is_writer():
         return 0
     model_path = model.save(out / "model.pt")
@@ -101,7 +102,6 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _load_model(path: str):
     from probdl.bnn import load_model
 
@@ -117,11 +117,27 @@ def _ood_images(kind: str, test: ImageDataset, seed: int = 0) -> torch.Tensor:
     return Augment(rotate=45, seed=seed)(test.images)
 
 
+def _test_split(model: Any, data: ImageDataset, args: argparse.Namespace) -> ImageDataset:
+    """The test part of the split the model was trained on (``--seed`` overrides its seed)."""
+    from probdl.data import fingerprint
+
+    trained = model.split_ or {}
+    if trained and trained.get("fingerprint") != fingerprint(data) and not args.other_data:
+        raise DataError(
+            f"--data {args.data} is not the data the model was trained on (another fingerprint);"
+            " pass --other-data to score the test split of this data anyway."
+        )
+    seed = args.seed if args.seed is not None else trained.get("seed", 0)
+    _, _, test = split(data, val=trained.get("val", 0.15), test=trained.get("test", 0.2),
+                       seed=seed)  # fmt: skip
+    return test
+
+
 def evaluate(args: argparse.Namespace) -> int:
     from probdl import bnn, plots
 
     model = _load_model(args.model)
-    _, _, test_set = split(load_data(args.data), val=0.15, test=0.2, seed=0)
+    test_set = _test_split(model, load_data(args.data), args)
     out = Path(args.out) if args.out else Path(args.model).parent
     ood = _ood_images(args.ood, test_set) if args.ood else None
     # one seed for both passes: the plots draw the predictions the printed scores come from,
@@ -129,7 +145,8 @@ def evaluate(args: argparse.Namespace) -> int:
     # leave train's reliability.png alone
     torch.manual_seed(0)
     scores = bnn.evaluate(model, test_set, num_samples=args.num_samples,
-                          ood=ood if args.ood == "noise" else None)
+                          ood=ood if args.ood == "noise" else None,
+                          check_split=args.seed is None)  # fmt: skip
     torch.manual_seed(0)
     pred = bnn.predict(model, test_set.images, num_samples=args.num_samples)
     correct = pred.labels == test_set.labels
@@ -169,8 +186,16 @@ def predict(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     model = _load_model(args.model)
     arch = model.architecture
-    images, names = load_images(args.images, size=tuple(arch.image_size),
-                                channels=arch.in_channels)
+    size, channels = (tuple(arch.image_size), arch.in_channels) if args.resize else (None, None)
+    images, names = load_images(args.images, size=size, channels=channels)
+    expected = (arch.in_channels, *arch.image_size)
+    if tuple(images.shape[1:]) != expected:
+        c, h, w = images.shape[1:]
+        raise DataError(
+            f"{args.images}: images of {c} channel(s), {h}x{w} pixels, but the model takes "
+            f"{expected[0]} channel(s), {expected[1]}x{expected[2]}; pass --resize to convert "
+            "them (bilinear resize, colour to grey or grey to colour)."
+        )
     pred = bnn.predict(model, torch.from_numpy(images), num_samples=args.num_samples)
     abstain = pred.abstain(args.abstain)
     frame = pd.DataFrame({"image": names, "label": pred.class_names})

@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="digits", help=DATA_HELP)
     p.add_argument("--ood", choices=["noise", "rotate"], help="an out-of-distribution set")
     p.add_argument("--num-samples", type=_whole(1), default=32)
+    p.add_argument("--seed", type=int, help="split seed (default: the one the model was trained "
+                   "with)")  # fmt: skip
+    p.add_argument("--other-data", action="store_true",
+                   help="score data other than the model's training data (its test split)")
     p.add_argument("--out", help="folder for the evaluate_*.png plots (default: beside the "
                    "model)")
     p.add_argument("--json", action="store_true")
@@ -141,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=_whole(1), default=32)
     p.add_argument("--abstain", type=_number(0, 1), default=0.5,
                    help="abstain below this confidence")
+    p.add_argument("--resize", action="store_true",
+                   help="resize and convert images to the model's size and channels")
     p.add_argument("--json", action="store_true")
 
     bn = _command(

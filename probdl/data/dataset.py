@@ -47,6 +47,12 @@ class ImageDataset(torch.utils.data.Dataset):
                 f"{source}: images must have shape (N, C, H, W), got {tuple(images.shape)}; "
                 "add a channel axis for grey images (images[:, None])."
             )
+        if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
+            raise DataError(
+                f"{source}: images of shape {tuple(images.shape)} look channels-last (N, H, W, "
+                f"C) with C = {images.shape[-1]}; ImageDataset takes (N, C, H, W): pass "
+                "images.transpose(0, 3, 1, 2) (numpy) or images.permute(0, 3, 1, 2) (torch)."
+            )
         if labels.ndim != 1:
             raise DataError(f"{source}: labels must be one-dimensional, got {tuple(labels.shape)}.")
         if len(images) != len(labels):
@@ -75,6 +81,8 @@ class ImageDataset(torch.utils.data.Dataset):
         self.labels = labels
         self.classes = classes
         self.source = source
+        #: set by ``split``: which part of which split of which data this is
+        self.split_info: dict | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

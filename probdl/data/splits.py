@@ -6,12 +6,24 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from probdl.data.dataset import ImageDataset
 from probdl.errors import DataError
 
-__all__ = ["split", "split_indices"]
+__all__ = ["fingerprint", "split", "split_indices"]
+
+
+def fingerprint(dataset: ImageDataset) -> str:
+    """A short hash of a dataset's images, labels and class names: the same data, the same hash."""
+    h = hashlib.sha256()
+    h.update(str(tuple(dataset.images.shape)).encode())
+    h.update(dataset.images.contiguous().numpy().tobytes())
+    h.update(dataset.labels.contiguous().numpy().tobytes())
+    h.update("\x1f".join(dataset.classes).encode())
+    return h.hexdigest()[:16]
 
 
 def split_indices(
@@ -53,6 +65,10 @@ def split(
 ) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
     """Split into train, validation and test datasets, stratified by class.
 
+    Each part carries ``split_info`` (``part``, ``seed``, ``val``, ``test`` and the whole
+    dataset's :func:`fingerprint`): ``train`` stores the training part's with the model, and
+    ``evaluate`` refuses a part of another split of the same data.
+
     Parameters
     ----------
     dataset : ImageDataset
@@ -64,4 +80,9 @@ def split(
     if len(dataset) == 0:
         raise DataError("split: the dataset is empty.")
     train_idx, val_idx, test_idx = split_indices(dataset.labels.numpy(), val, test, seed)
-    return dataset.subset(train_idx), dataset.subset(val_idx), dataset.subset(test_idx)
+    info = {"seed": int(seed), "val": float(val), "test": float(test),
+            "fingerprint": fingerprint(dataset)}  # fmt: skip
+    parts = tuple(dataset.subset(i) for i in (train_idx, val_idx, test_idx))
+    for name, part in zip(("train", "val", "test"), parts, strict=True):
+        part.split_info = {"part": name, **info}
+    return parts  # type: ignore[return-value]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from probdl.hybrid.bridge import HybridModel
 from probdl.hybrid.digit_sums import digit_sum_accuracy, digit_sum_network, digit_sum_pairs
 from probdl.hybrid.sums import (
+    SumLikelihood,
     SumPairs,
     pair_indices,
     sum_guide,
@@ -27,6 +28,7 @@ from probdl.hybrid.sums import (
 
 __all__ = [
     "HybridModel",
+    "SumLikelihood",
     "SumPairs",
     "digit_sum_accuracy",
     "digit_sum_network",

@@ -9,9 +9,9 @@
     history = train_on_sums(model, pairs, epochs=5)
     evaluate(model, test)["accuracy"]             # digit accuracy, never having seen a digit label
 
-The Bayesian CNN's own Pyro model and guide are reused: the model is run on both images of
-each pair under one weight draw with its per-image likelihood site hidden, and the pair's sum
-enters instead as ``Categorical(P(S | x1, x2, w))`` with
+Learning from sums is ``probdl.bnn.train`` with another likelihood: :class:`SumLikelihood`
+takes two images per example, runs the Bayesian CNN on both under one weight draw, and scores
+the pair's sum as ``Categorical(P(S | x1, x2, w))`` with
 
     P(S = s | x1, x2, w) = sum over d1 + d2 = s of p(d1 | x1, w) p(d2 | x2, w),
 
@@ -22,24 +22,19 @@ of the sums, with the digits marginalized exactly rather than sampled.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
-from pyro.infer import TraceMeanField_ELBO
-from tqdm.auto import tqdm
 
-from probdl.bnn import BayesianCNN
-from probdl.bnn.base import check_images
+from probdl.bnn import ELBO, BayesianCNN, Inputs, Optim, train
 from probdl.errors import DataError, ModelError
 
 __all__ = [
+    "SumLikelihood",
     "SumPairs",
     "pair_indices",
     "sum_guide",
@@ -142,25 +137,61 @@ def sum_log_likelihood(log_p1: torch.Tensor, log_p2: torch.Tensor) -> torch.Tens
     return torch.logsumexp(padded[:, _pair_index(k, str(joint.device))], dim=-1)
 
 
+class SumLikelihood:
+    """The likelihood of a pair of images labelled by the sum of their digits.
+
+    An objective's likelihood (see ``probdl.bnn.objectives.Likelihood``): two images per
+    example, the logits arrive as (..., B, 2, K), the distribution is
+    ``Categorical(log P(S | x1, x2, w))`` over the 2K - 1 sums.
+    """
+
+    images_per_example = 2
+    class_labels = False
+    site = "sum"
+
+    def __init__(self, num_digits: int) -> None:
+        self.num_digits = int(num_digits)
+
+    def targets(self, y: Any, model: Any, n: int, where: str) -> torch.Tensor:
+        k = self.num_digits
+        s = torch.as_tensor(y)
+        if s.ndim != 1 or len(s) != n:
+            raise DataError(f"{where}: need {n} sums in a 1-D array, got {tuple(s.shape)}.")
+        if n and (s.is_floating_point() or int(s.min()) < 0 or int(s.max()) > 2 * (k - 1)):
+            raise DataError(
+                f"train_on_sums: sums must be whole numbers in 0..{2 * (k - 1)}, found "
+                f"{s.min().item()}..{s.max().item()}."
+            )
+        return s.long()
+
+    def distribution(self, logits: torch.Tensor, y: torch.Tensor | None):
+        log_p = torch.log_softmax(logits, dim=-1)  # (..., B, 2, K)
+        lead = log_p.shape[:-2]
+        flat = log_p.reshape(-1, 2, log_p.shape[-1])
+        log_ps = sum_log_likelihood(flat[:, 0], flat[:, 1]).reshape(*lead, -1)
+        return dist.Categorical(logits=log_ps, validate_args=False), y
+
+
+def sum_objective(num_digits: int) -> ELBO:
+    """The ELBO of the sums: without the CNN's noise-contrastive prior and dropout masks,
+    which are set for its own per-image likelihood."""
+    return ELBO(noise_prior=0.0, dropout_masks=1, likelihood=SumLikelihood(num_digits))
+
+
 def sum_model(cnn: BayesianCNN, first: torch.Tensor, second: torch.Tensor,
               sums: torch.Tensor | None = None, index: torch.Tensor | None = None,
               size: int | None = None) -> torch.Tensor:
     """Pyro model: the CNN's prior and network, with each pair's sum as the observed site.
 
-    The CNN's own model runs on both images under one weight draw, its per-image ``"obs"``
-    site hidden; ``"sum"`` is ``Categorical(P(S | x1, x2, w))``, scaled by ``size / len(first)``
-    through a subsampled plate. Images must already be prepared (``cnn.prepare``).
+    :func:`sum_objective`'s model on the stacked pairs: ``"sum"`` is
+    ``Categorical(P(S | x1, x2, w))``, scaled by ``size / len(first)`` through a subsampled
+    plate. Images must already be prepared (``cnn.prepare``).
     Returns log P(S = s | x1, x2, w) for every s, (B, 2K - 1).
     """
-    with poutine.block(hide=["obs", "data"]):
-        # without the CNN's noise-contrastive factor: it is scaled for the CNN's own likelihood
-        logits = cnn.model(torch.cat([first, second]), contrast=False)
+    k = cnn.architecture.num_classes
+    logits = sum_objective(k).model(cnn, torch.stack([first, second], 1), sums, index, size)
     log_p = torch.log_softmax(logits, dim=-1)
-    log_ps = sum_log_likelihood(log_p[: len(first)], log_p[len(first) :])
-    size = len(first) if size is None else size
-    with pyro.plate("pairs", size=size, subsample=index):
-        pyro.sample("sum", dist.Categorical(logits=log_ps, validate_args=False), obs=sums)
-    return log_ps
+    return sum_log_likelihood(log_p[:, 0], log_p[:, 1])
 
 
 def sum_guide(cnn: BayesianCNN, first: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -182,12 +213,6 @@ def _check_pairs(model: BayesianCNN, pairs: SumPairs) -> None:
         )
     if len(pairs) == 0:
         raise DataError("train_on_sums: no pairs to train on.")
-    s = pairs.sums
-    if int(s.min()) < 0 or int(s.max()) > 2 * (k - 1):
-        raise DataError(
-            f"train_on_sums: sums must lie in 0..{2 * (k - 1)}, found {int(s.min())}.."
-            f"{int(s.max())}."
-        )
 
 
 def train_on_sums(
@@ -203,56 +228,17 @@ def train_on_sums(
 ) -> list[dict[str, float]]:
     """Fit a :class:`~probdl.bnn.BayesianCNN` by SVI on pairs of images labelled by their sum.
 
-    The loss is the negative ELBO per pair, ``TraceMeanField_ELBO().differentiable_loss`` of
-    the sum model below and the model's own guide, stepped by Adam with a cosine schedule.
+    ``probdl.bnn.train`` with :func:`sum_objective` on the stacked pairs (N, 2, C, H, W): the
+    negative ELBO per pair, Adam with a cosine schedule and no averaging, no augmentation.
     Returns the history: one dict per epoch with ``epoch``, ``loss`` and ``seconds``.
     """
     _check_pairs(model, pairs)
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ModelError(f"epochs and batch_size must be >= 1 and lr > 0; got {epochs}, "
-                         f"{batch_size}, {lr}.")
-    arch = model.architecture
-    x1 = check_images(pairs.first, arch, where="pairs.first")
-    x2 = check_images(pairs.second, arch, where="pairs.second")
-    if standardize:
-        both = torch.cat([x1, x2])
-        std = both.std(dim=(0, 2, 3), unbiased=False).clamp_min(1e-6)
-        model.set_standardization(both.mean(dim=(0, 2, 3)), std)
-    x1, x2 = model.prepare(x1), model.prepare(x2)
-    sums = pairs.sums.to(x1.device)
-    model.classes_ = [str(i) for i in range(arch.num_classes)]
-
-    sum_model_, sum_guide_ = partial(sum_model, model), partial(sum_guide, model)
-    n = len(sums)
-    steps = epochs * math.ceil(n / batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
-    )
-    elbo = TraceMeanField_ELBO(max_plate_nesting=1)
-    history: list[dict[str, float]] = []
-    torch.manual_seed(seed)
-    model.train()
-    bar = tqdm(range(epochs), desc="sums", disable=not progress, leave=False)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        total = 0.0
-        with pyro.validation_enabled(False):
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size].to(x1.device)
-                loss = elbo.differentiable_loss(sum_model_, sum_guide_, x1[idx], x2[idx],
-                                                sums[idx], idx, n) / n
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * len(idx)
-        if not math.isfinite(total):
-            raise ModelError(f"training on sums diverged at epoch {epoch + 1}; lower lr ({lr}).")
-        history.append({"epoch": epoch + 1, "loss": total / n,
-                        "seconds": time.perf_counter() - t0})
-        bar.set_postfix(loss=f"{total / n:.4f}")
-    bar.close()
-    model.eval()
-    return history
+    x = torch.stack([torch.as_tensor(pairs.first), torch.as_tensor(pairs.second)], 1)
+    k = model.architecture.num_classes
+    result = train(
+        model, (x, pairs.sums), None, epochs=epochs, objective=sum_objective(k), seed=seed,
+        optim=Optim(lr=lr, batch_size=batch_size, schedule="cosine", ema_decay=0.0),
+        inputs=Inputs(standardize=standardize, augment=None), progress=progress,
+    )  # fmt: skip
+    model.classes_ = [str(i) for i in range(k)]
+    return result.history

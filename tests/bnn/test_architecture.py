@@ -33,6 +33,11 @@ def test_default_layout_matches_the_design():
         {"pooling": "median"},
         {"dropout": 1.0},
         {"filters": ()},
+        {"image_size": 8},  # a bare int is no (H, W) pair
+        {"image_size": "8x8"},
+        {"in_channels": 1.5},
+        {"filters": 32},
+        {"dropout": "0.5"},
     ],
 )
 def test_bad_configurations_raise_model_error(kwargs):

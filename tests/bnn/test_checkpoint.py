@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, load_model, predict
-from probdl.bnn.checkpoint import FORMAT
+from probdl.bnn.checkpoint import FORMAT, VERSION
 from probdl.errors import CheckpointError
 from tests.bnn.conftest import TINY
 
@@ -69,7 +69,7 @@ def test_a_fresh_process_predicts_identically(tmp_path):
 def test_file_holds_plain_tensors_and_a_version(tmp_path):
     path = _trained_like(BayesianCNN).save(tmp_path / "m.pt")
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == FORMAT and raw["version"] == 1 and raw["kind"] == "BayesianCNN"
+    assert raw["format"] == FORMAT and raw["version"] == VERSION and raw["kind"] == "BayesianCNN"
     assert {"variational.loc", "variational.rho"} <= set(raw["state_dict"])
     assert raw["standardize"]["mean"].tolist() == pytest.approx([0.3])
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary behind

@@ -6,11 +6,10 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import TraceMeanField_ELBO
 
 from probdl import metrics
-from probdl.bnn import BayesianCNN, predict, train
-from probdl.bnn import models as models_module
+from probdl.bnn import ELBO, BayesianCNN, Optim, predict, train
+from probdl.bnn import objectives as objectives_module
 from probdl.bnn.contrast import divergence_from_uniform, shuffled_pixels
 from probdl.errors import ModelError
 from tests.bnn.conftest import TINY
@@ -52,17 +51,17 @@ def test_divergence_from_uniform_matches_the_categorical_and_bernoulli_kl():
 def test_training_loss_adds_the_weighted_divergence_on_the_noise_images(monkeypatch, batch_norm):
     """loss(prior on) - loss(prior off) = weight * size * mean KL(uniform || p(noise image))."""
     flipped = lambda x, count: x[:count].flip(-1)  # noqa: E731 - a known, deterministic "shuffle"
-    monkeypatch.setattr(models_module, "shuffled_pixels", flipped)
+    monkeypatch.setattr(objectives_module, "shuffled_pixels", flipped)
     kw = {**TINY, "dropout": 0.0, "batch_norm": batch_norm}
-    on = BayesianCNN(1, 10, (8, 8), noise_prior=0.3, noise_images=3, **kw).train()
-    off = BayesianCNN(1, 10, (8, 8), noise_prior=0.0, **kw).train()
+    on = BayesianCNN(1, 10, (8, 8), **kw).train()
+    off = BayesianCNN(1, 10, (8, 8), **kw).train()
     off.load_state_dict(on.state_dict())
     x, y, size = torch.rand(12, 1, 8, 8), torch.randint(0, 10, (12,)), 500
-    elbo = TraceMeanField_ELBO(max_plate_nesting=1)
     losses = {}
-    for name, model in (("on", on), ("off", off)):
+    for name, model, objective in (("on", on, ELBO(noise_prior=0.3, noise_images=3)),
+                                   ("off", off, ELBO(noise_prior=0.0))):  # fmt: skip
         pyro.set_rng_seed(4)
-        losses[name] = elbo.differentiable_loss(model.model, model.guide, x, y, None, size)
+        losses[name] = objective.loss(model, x, y, None, size) * size
     pyro.set_rng_seed(4)
     w = poutine.trace(on.guide).get_trace(x, y, None, size).nodes["weights"]["value"]
     noise = flipped(x, 3)
@@ -93,26 +92,16 @@ def test_batch_norm_statistics_come_from_the_real_rows_only():
     torch.testing.assert_close(out[10:], expected + norm.bias.view(1, -1, 1, 1))
 
 
-def test_prediction_does_not_use_the_noise_prior():
-    a = BayesianCNN(1, 10, (8, 8), noise_prior=0.5, **TINY).eval()
-    b = BayesianCNN(1, 10, (8, 8), noise_prior=0.0, **TINY).eval()
-    b.load_state_dict(a.state_dict())
-    x = torch.rand(5, 1, 8, 8)
-    torch.manual_seed(0)
-    la = a.sample_logits(x, 3)
-    torch.manual_seed(0)
-    torch.testing.assert_close(la, b.sample_logits(x, 3))
-
-
 def test_trained_with_the_prior_the_network_is_unsure_about_uniform_noise(small_digits):
     """Trained on shuffled digits only, the prior flattens predictions on unseen uniform noise."""
     tr, va, te = small_digits
     noise = torch.rand(len(te.images), 1, 8, 8, generator=torch.Generator().manual_seed(5))
     found = {}
     for weight in (0.0, 0.5):
-        model = BayesianCNN(1, 10, (8, 8), noise_prior=weight, seed=0, bayesian_layers="last",
+        model = BayesianCNN(1, 10, (8, 8), seed=0, bayesian_layers="last",
                             filters=(8, 16), dense=(32,), dropout=0.0)  # fmt: skip
-        train(model, tr, va, epochs=10, batch_size=32, lr=1e-2, seed=0, progress=False)
+        train(model, tr, va, epochs=10, objective=ELBO(noise_prior=weight), seed=0,
+              optim=Optim(batch_size=32, lr=1e-2), calibrate=False, progress=False)  # fmt: skip
         torch.manual_seed(0)
         on_digits = metrics.entropy(predict(model, te.images, 4).probs)
         on_noise = metrics.entropy(predict(model, noise, 4).probs)
@@ -126,5 +115,5 @@ def test_trained_with_the_prior_the_network_is_unsure_about_uniform_noise(small_
     "kwargs", [{"noise_prior": -0.1}, {"noise_prior": float("nan")}, {"noise_images": 0}]
 )
 def test_bad_noise_prior_settings(kwargs):
-    with pytest.raises(ModelError, match="noise_prior"):
-        BayesianCNN(1, 10, (8, 8), **kwargs)
+    with pytest.raises(ModelError, match="noise_"):
+        ELBO(**kwargs)

@@ -9,7 +9,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN
+from probdl.bnn import ELBO, MAP, BayesianCNN, DeterministicCNN, MCDropoutCNN
 from probdl.errors import ModelError
 from tests.bnn.conftest import TINY
 
@@ -45,7 +45,7 @@ def _manual_loss(model, x, y, size, kl_weight):
 
 
 @pytest.mark.parametrize("layers", ["all", "last"])
-@pytest.mark.parametrize("kl_weight", [1.0, 0.3])
+@pytest.mark.parametrize("kl_weight", [1.0, 0.25])
 def test_pyro_loss_is_scaled_likelihood_plus_kl_once(layers, kl_weight):
     model = BayesianCNN(1, 10, (8, 8), bayesian_layers=layers, **TINY).eval()
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
@@ -58,9 +58,11 @@ def test_pyro_loss_is_scaled_likelihood_plus_kl_once(layers, kl_weight):
     pyro.set_rng_seed(3)
     expected = _manual_loss(model, x, y, size, kl_weight)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-2)
-    # per-example loss used by train(): the same divided by the dataset size
+    # per-example loss used by train(): the same divided by the dataset size (the ELBO
+    # objective without its extras; in eval mode there is no noise image nor dropout)
     pyro.set_rng_seed(3)
-    per_example = model.training_loss(x, y, size, kl_weight, elbo)
+    objective = ELBO(kl_annealing=round(1 / kl_weight) if kl_weight < 1 else 0)  # 1/4 at epoch 0
+    per_example = objective.loss(model, x, y, torch.arange(16), size, epoch=0)
     torch.testing.assert_close(per_example * size, expected, rtol=1e-5, atol=1e-2)
 
 
@@ -100,7 +102,14 @@ def test_binary_problems_use_one_logit_and_a_bernoulli_likelihood():
     assert model.architecture.num_outputs == 1
     x, y = torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 1, 0, 1])
     trace = poutine.trace(model.model).get_trace(x, y)
-    assert isinstance(trace.nodes["obs"]["fn"], dist.Bernoulli)
+    trace.compute_log_prob()  # integer labels are scored as Bernoulli floats
+    site = trace.nodes["obs"]
+    assert isinstance(site["fn"], dist.Bernoulli)
+    logits = model.network(x, trace.nodes["weights"]["value"]).squeeze(-1)
+    expected = -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, y.float(), reduction="none"
+    )
+    torch.testing.assert_close(site["log_prob"], expected)
     probs = model.logits_to_probs(model.sample_logits(x, 3))
     assert probs.shape == (3, 5, 2)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3, 5))
@@ -134,15 +143,30 @@ def test_guide_means_start_kaiming_and_scales_small():
         {"prior_sigma": 0.0},
         {"init_scale": -1.0},
         {"mixture": (1.5, 1.0, 0.1)},
-        {"local_reparam": "conv"},
-        {"dropout_masks": 0},
-        {"dropout_masks": 2.5},
-        {"dropout_masks": "4"},
+        {"mixture": "wide"},
+        {"prior_sigma": "1"},
+        {"seed": 1.5},
     ],
 )
 def test_bad_bayesian_configurations(kwargs):
     with pytest.raises(ModelError):
         BayesianCNN(1, 10, (8, 8), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"local_reparam": "conv"},
+        {"dropout_masks": 0},
+        {"dropout_masks": 2.5},
+        {"dropout_masks": "4"},
+        {"num_particles": 0},
+        {"kl_annealing": -1},
+    ],
+)
+def test_bad_objective_settings(kwargs):
+    with pytest.raises(ModelError):
+        ELBO(**kwargs)
 
 
 def test_mc_dropout_needs_dropout():
@@ -155,7 +179,7 @@ def test_map_loss_is_cross_entropy_plus_gaussian_prior():
     x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
     w = model.weights.flat
     expected = torch.nn.functional.cross_entropy(model(x), y) + (w * w).sum() / (2 * 0.49 * 50)
-    torch.testing.assert_close(model.training_loss(x, y, 50), expected)
+    torch.testing.assert_close(MAP().loss(model, x, y, None, 50), expected)
 
 
 def _set_scales(model, conv, dense):
@@ -168,46 +192,47 @@ def _set_scales(model, conv, dense):
         model.variational.rho.copy_(torch.cat(parts))
 
 
-def _logits(model, x, y):
+def _logits(objective, model, x, y):
     trace = poutine.trace(model.guide).get_trace(x, y)
-    return poutine.replay(model.model, trace=trace)(x, y)
+    return poutine.replay(objective.model, trace=trace)(model, x, y)
 
 
 def test_dense_local_reparam_draws_conv_weights_and_samples_dense_preactivations():
     config = {**TINY, "dropout": 0.0}
-    dense_lr = BayesianCNN(1, 10, (8, 8), local_reparam="dense", **config)
+    dense_lr = BayesianCNN(1, 10, (8, 8), **config)
     plain = BayesianCNN(1, 10, (8, 8), **config)
+    lr_objective, plain_objective = ELBO(local_reparam="dense"), ELBO()
     x = torch.rand(1, 1, 8, 8).expand(4, 1, 8, 8).contiguous()  # one image, four times
     y = torch.zeros(4, dtype=torch.long)
     # Noisy convolutions, exact dense layers: the same draws give the same loss as sampling
     # every weight, so the convolutions use the drawn weights (not the means).
     _set_scales(dense_lr, conv=0.3, dense=0.0)
     _set_scales(plain, conv=0.3, dense=0.0)
-    elbo = TraceMeanField_ELBO()
     torch.manual_seed(1)
-    a = dense_lr.training_loss(x, y, 4, elbo=elbo)
+    a = lr_objective.loss(dense_lr.train(), x, y, None, 4)
     torch.manual_seed(1)
-    b = plain.training_loss(x, y, 4, elbo=elbo)
+    b = plain_objective.loss(plain.train(), x, y, None, 4)
     torch.testing.assert_close(a, b)
     # Exact convolutions, noisy dense layers: one shared weight draw gives the four copies the
     # same logits; sampled pre-activations give each example its own noise.
     _set_scales(dense_lr, conv=0.0, dense=0.3)
     _set_scales(plain, conv=0.0, dense=0.3)
-    shared = _logits(plain, x, y)
+    shared = _logits(plain_objective, plain, x, y)
     assert torch.allclose(shared, shared[:1].expand_as(shared))
-    per_example = _logits(dense_lr, x, y)
+    per_example = _logits(lr_objective, dense_lr, x, y)
     assert not torch.allclose(per_example[0], per_example[1], atol=1e-3)
 
 
 def test_dropout_masks_average_the_log_likelihood_over_masks_after_the_first_dense_layer():
     masks, size = 3, 500
     config = {**TINY, "dropout": 0.5}
-    model = BayesianCNN(1, 10, (8, 8), dropout_masks=masks, noise_prior=0.0, **config).train()
+    model = BayesianCNN(1, 10, (8, 8), **config).train()
+    objective = ELBO(dropout_masks=masks, noise_prior=0.0)
     x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
     guide_trace = poutine.trace(model.guide).get_trace(x, y, None, size)
     pyro.set_rng_seed(5)
-    replayed = poutine.replay(model.model, trace=guide_trace)
-    model_trace = poutine.trace(replayed).get_trace(x, y, None, size)
+    replayed = poutine.replay(objective.model, trace=guide_trace)
+    model_trace = poutine.trace(replayed).get_trace(model, x, y, None, size)
     model_trace.compute_log_prob()
     # By hand: features and the first dense layer once, then one dropout mask per copy.
     params = model._params(guide_trace.nodes["weights"]["value"])
@@ -224,19 +249,19 @@ def test_dropout_masks_average_the_log_likelihood_over_masks_after_the_first_den
     per_mask = torch.log_softmax(logits, -1).gather(-1, y.expand(masks, 6)[..., None]).sum((1, 2))
     expected = size / len(x) * per_mask.mean()
     torch.testing.assert_close(model_trace.nodes["obs"]["log_prob_sum"], expected)
-    torch.testing.assert_close(model_trace.nodes["_RETURN"]["value"], logits.mean(0))
+    torch.testing.assert_close(model_trace.nodes["_RETURN"]["value"], logits)
 
 
 def test_more_dropout_masks_estimate_the_same_loss_with_less_noise():
     config = {**TINY, "dropout": 0.5}
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
-    elbo = TraceMeanField_ELBO(max_plate_nesting=1)
     draws = {}
     for masks in (1, 8):
-        model = BayesianCNN(1, 10, (8, 8), dropout_masks=masks, noise_prior=0.0, **config)
+        model = BayesianCNN(1, 10, (8, 8), **config).train()
+        objective = ELBO(dropout_masks=masks, noise_prior=0.0)
         torch.manual_seed(0)
         draws[masks] = torch.stack(
-            [model.train().training_loss(x, y, 1000, elbo=elbo).detach() for _ in range(300)]
+            [objective.loss(model, x, y, None, 1000).detach() for _ in range(300)]
         )
     # Same expectation (within the standard error of the difference), lower variance.
     se = (draws[1].var() / 300 + draws[8].var() / 300).sqrt()

@@ -7,7 +7,15 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, Prediction, evaluate, predict
+from probdl.bnn import (
+    BayesianCNN,
+    DeterministicCNN,
+    MCDropoutCNN,
+    Prediction,
+    evaluate,
+    predict,
+    train,
+)
 from probdl.errors import DataError, InferenceError
 from tests.bnn.conftest import TINY
 
@@ -99,6 +107,19 @@ def test_evaluate_agrees_with_sklearn(small_digits):
     )
     assert 0 <= scores["auroc_ood"] <= 1 and 0 <= scores["auroc_ood_mi"] <= 1
     assert {"precision", "recall", "ece", "brier"} <= set(scores)
+    torch.manual_seed(0)
+    pred = predict(model, te.images, 4)
+    ood = predict(model, noise, 4)
+    truth = np.r_[np.ones(40), np.zeros(len(y))]
+    entropy = np.r_[ood.entropy.numpy(), pred.entropy.numpy()]
+    assert scores["aupr_ood"] == pytest.approx(skm.average_precision_score(truth, entropy))
+    fpr, tpr, _ = skm.roc_curve(truth, entropy, drop_intermediate=False)
+    assert scores["fpr95_ood"] == pytest.approx(fpr[np.searchsorted(tpr, 0.95)])
+    assert scores["auroc_ood"] == pytest.approx(skm.roc_auc_score(truth, entropy))
+    # AURC by hand: error rates among the k most confident, averaged over k = 1..N
+    wrong = (pred.labels.numpy() != y)[np.argsort(-pred.confidence.numpy(), kind="stable")]
+    risks = np.cumsum(wrong) / np.arange(1, len(y) + 1)
+    assert scores["aurc"] == pytest.approx(risks.mean())
 
 
 def test_bad_prediction_input(bayesian):
@@ -115,6 +136,26 @@ def test_bad_prediction_input(bayesian):
             predict(bayesian, torch.rand(2, 1, 8, 8), num_samples=bad)
     with pytest.raises(DataError, match=r"0\.\.9"):
         evaluate(bayesian, (torch.rand(2, 1, 8, 8), torch.tensor([1, 10])))
+
+
+def test_images_far_outside_the_training_range_are_refused(small_digits):
+    tr, _, te = small_digits
+    model = DeterministicCNN(1, 10, (8, 8), **TINY)
+    train(model, tr, None, epochs=1, progress=False)
+    assert model.pixel_range_ == (0.0, 1.0)
+    with pytest.raises(DataError, match="divide by 255"):
+        predict(model, te.images * 255)
+    with pytest.raises(DataError, match="divide by 255"):
+        evaluate(model, (te.images * 255, te.labels))
+    with pytest.raises(DataError, match="far outside"):
+        predict(model, te.images - 5)
+    predict(model, te.images * 1.3)  # a little overshoot (resizing, contrast) is fine
+
+
+def test_channels_last_images_are_named_as_such():
+    model = BayesianCNN(3, 2, (8, 8), **TINY)
+    with pytest.raises(DataError, match="channels-last"):
+        predict(model, torch.rand(2, 8, 8, 3))
 
 
 def test_grey_images_without_a_channel_axis_are_accepted(bayesian):

@@ -7,7 +7,18 @@ import math
 import pytest
 import torch
 
-from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, evaluate, train, training
+from probdl.bnn import (
+    ELBO,
+    MAP,
+    BayesianCNN,
+    DeterministicCNN,
+    Inputs,
+    MCDropoutCNN,
+    Optim,
+    evaluate,
+    train,
+    training,
+)
 from probdl.data import Augment
 from probdl.errors import DataError, ModelError
 from tests.bnn.conftest import TINY
@@ -17,7 +28,7 @@ from tests.bnn.conftest import TINY
 def test_every_model_learns_digits(cls, small_digits):
     tr, va, te = small_digits
     model = cls(1, 10, (8, 8), **{**TINY, "dropout": 0.2})
-    result = train(model, tr, va, epochs=6, batch_size=16, lr=1e-2, progress=False)
+    result = train(model, tr, va, epochs=6, optim=Optim(lr=1e-2, batch_size=16), progress=False)
     assert len(result.history) == 6
     assert 1 <= result.best_epoch <= 6
     assert result.history[-1]["loss"] < result.history[0]["loss"]
@@ -29,7 +40,8 @@ def test_every_model_learns_digits(cls, small_digits):
 def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypatch):
     tr, va, _ = small_digits
     straight = BayesianCNN(1, 10, (8, 8), **TINY)
-    full = train(straight, tr, va, epochs=3, lr=1e-2, checkpoint_dir=tmp_path / "a", progress=False)
+    full = train(straight, tr, va, epochs=3, optim=Optim(lr=1e-2), checkpoint_dir=tmp_path / "a",
+                 progress=False)  # fmt: skip
     real_save = training.save_training_state
 
     def save_then_die(path, model, optimizer, scheduler, epoch, *rest):
@@ -44,7 +56,7 @@ def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypat
             tr,
             va,
             epochs=3,
-            lr=1e-2,
+            optim=Optim(lr=1e-2),
             checkpoint_dir=tmp_path / "b",
             progress=False,
         )
@@ -57,7 +69,7 @@ def test_resume_continues_a_killed_run_exactly(small_digits, tmp_path, monkeypat
         tr,
         va,
         epochs=3,
-        lr=1e-2,
+        optim=Optim(lr=1e-2),
         checkpoint_dir=tmp_path / "b",
         resume=True,
         progress=False,
@@ -85,7 +97,7 @@ def test_ema_decay_returns_the_moving_average_of_the_iterates(small_digits, monk
 
     monkeypatch.setattr(torch.optim.Adam, "step", step_and_record)
     kw = {} if ema_decay is None else {"ema_decay": ema_decay}
-    train(model, tr, None, epochs=2, batch_size=100, lr=1e-2, progress=False, **kw)
+    train(model, tr, None, epochs=2, optim=Optim(batch_size=100, lr=1e-2, **kw), progress=False)
     decay = 0.95 if ema_decay is None else ema_decay
     assert len(iterates) == 8  # 400 examples in batches of 100, two epochs
     assert rates == [1e-2] * 8  # the default schedule is constant
@@ -101,7 +113,7 @@ def test_ema_decay_returns_the_moving_average_of_the_iterates(small_digits, monk
 
 def test_resume_with_ema_decay_continues_the_averages(small_digits, tmp_path, monkeypatch):
     tr, va, _ = small_digits
-    kw = {"epochs": 3, "lr": 1e-2, "ema_decay": 0.9, "progress": False}
+    kw = {"epochs": 3, "optim": Optim(lr=1e-2, ema_decay=0.9), "progress": False}
     straight = BayesianCNN(1, 10, (8, 8), **TINY)
     train(straight, tr, va, checkpoint_dir=tmp_path / "a", **kw)
     real_save = training.save_training_state
@@ -149,7 +161,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(small_digits, tmp_path):
 def test_early_stopping_keeps_the_best_validation_epoch(small_digits):
     tr, va, _ = small_digits
     model = DeterministicCNN(1, 10, (8, 8), **TINY)
-    result = train(model, tr, va, epochs=40, lr=0.05, patience=2, progress=False)
+    result = train(model, tr, va, epochs=40, optim=Optim(lr=0.05, patience=2), progress=False)
     nlls = [h["val_nll"] for h in result.history]
     assert result.best_epoch == 1 + nlls.index(min(nlls))
     assert result.stopped_early == (len(nlls) < 40)
@@ -159,18 +171,16 @@ def test_early_stopping_keeps_the_best_validation_epoch(small_digits):
 
 def test_kl_annealing_particles_augmentation_and_options_run(small_digits):
     tr, va, _ = small_digits
-    model = BayesianCNN(1, 10, (8, 8), local_reparam=True, prior="normal", **TINY)
+    model = BayesianCNN(1, 10, (8, 8), prior="normal", **TINY)
+    objective = ELBO(kl_annealing=2, num_particles=2, analytic_kl=False, local_reparam=True)
     result = train(
         model,
         tr,
         va,
         epochs=2,
-        kl_annealing=2,
-        num_particles=2,
-        analytic_kl=False,
-        augment=Augment(rotate=10, seed=0),
-        lr_schedule="constant",
-        standardize=False,
+        objective=objective,
+        optim=Optim(schedule="constant"),
+        inputs=Inputs(standardize=False, augment=Augment(rotate=10, seed=0)),
         progress=False,
     )
     assert [h["kl_weight"] for h in result.history] == [0.5, 1.0]
@@ -183,12 +193,14 @@ def test_default_light_augmentation_rotates_and_zooms_pixels(small_digits, monke
     tr = small_digits[0]
     model = DeterministicCNN(1, 10, (8, 8), **TINY)
     seen = []
-    loss = model.training_loss
+    objective = MAP()
+    loss = objective.loss
     monkeypatch.setattr(
-        model, "training_loss", lambda x, *a, **k: seen.append(x) or loss(x, *a, **k)
+        objective, "loss", lambda m, x, *a, **k: seen.append(x) or loss(m, x, *a, **k)
     )
-    kwargs = {} if augment == "light" else {"augment": augment}
-    train(model, tr, None, epochs=1, batch_size=32, seed=3, progress=False, **kwargs)
+    inputs = Inputs() if augment == "light" else Inputs(augment=augment)
+    train(model, tr, None, epochs=1, objective=objective, optim=Optim(batch_size=32), seed=3,
+          inputs=inputs, progress=False)  # fmt: skip
     # The first batch of epoch 0, by hand: rotations of up to 5 degrees and zooms of 0.92-1.08
     # of the raw pixels (the epoch's own seed), standardized afterwards.
     order = torch.randperm(len(tr.images), generator=torch.Generator().manual_seed(3 * 100_003))
@@ -222,11 +234,17 @@ def test_bad_training_input(small_digits):
     with pytest.raises(ModelError, match="checkpoint_dir"):
         train(model, tr, va, resume=True)
     with pytest.raises(ModelError, match="ema_decay"):
-        train(model, tr, va, ema_decay=1.0)
+        Optim(ema_decay=1.0)
+    with pytest.raises(ModelError, match="batch_size"):
+        Optim(batch_size=0)
     with pytest.raises(ModelError, match="'light', 'none'"):
-        train(model, tr, va, augment="heavy")
+        Inputs(augment="heavy")
     with pytest.raises(ModelError, match="function"):
-        train(model, tr, va, augment=lambda x: x)
+        Inputs(augment=lambda x: x)
+    with pytest.raises(ModelError, match="MAP"):
+        train(model, tr, va, objective=MAP())
+    with pytest.raises(ModelError, match="ELBO"):
+        train(DeterministicCNN(1, 10, (8, 8), **TINY), tr, va, objective=ELBO())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")

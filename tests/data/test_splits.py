@@ -37,3 +37,18 @@ def test_split_keeps_every_class_in_train_or_says_why():
     assert train.class_counts().tolist()[1] >= 1
     with pytest.raises(DataError, match="val \\+ test < 1"):
         split(ds, val=0.6, test=0.5)
+
+
+def test_split_parts_carry_their_seed_fractions_and_data_fingerprint():
+    from probdl.data import fingerprint
+
+    data = load_digits()
+    parts = split(data, val=0.1, test=0.3, seed=4)
+    for name, part in zip(("train", "val", "test"), parts, strict=True):
+        assert part.split_info == {"part": name, "seed": 4, "val": 0.1, "test": 0.3,
+                                   "fingerprint": fingerprint(data)}  # fmt: skip
+    assert fingerprint(data) == fingerprint(load_digits())
+    changed = ImageDataset(data.images.clone(), data.labels, data.classes)
+    changed.images[0, 0, 0, 0] += 0.5
+    assert fingerprint(changed) != fingerprint(data)
+    assert parts[0].subset([0, 1]).split_info is None  # a subset is no longer that split

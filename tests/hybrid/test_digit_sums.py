@@ -31,7 +31,7 @@ def test_sum_raises_digit_accuracy_on_the_test_split(digits):
     train_set, val, test = digits
     model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8), filters=(16,),
                         dense=(64,))
-    train(model, train_set, val, epochs=4, lr=3e-3, progress=False)
+    train(model, train_set, val, epochs=4, progress=False)  # lr 3e-3, train's default
     hm = HybridModel(digit_sum_network(), {"D1": model, "D2": model}, class_prior=train_set)
     scores = digit_sum_accuracy(hm, test, num_samples=8)
     assert scores["pairs"] == len(test)

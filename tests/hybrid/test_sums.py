@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from probdl.bnn import BayesianCNN, predict
+from probdl.bnn import ELBO, BayesianCNN, predict
 from probdl.errors import DataError, ModelError
 from probdl.hybrid import (
     pair_indices,
@@ -91,14 +91,15 @@ def test_the_sum_model_leaves_out_the_cnn_noise_contrastive_factor(digits):
     from pyro import poutine
 
     pairs = sum_pairs(digits[0], seed=0)
-    model = tiny_cnn(BayesianCNN, noise_prior=0.5).train()
+    model = tiny_cnn(BayesianCNN).train()
     a, b, s = pairs.first[:6], pairs.second[:6], pairs.sums[:6]
     guide = poutine.trace(sum_guide).get_trace(model, a, b, s)
     traced = poutine.trace(poutine.replay(sum_model, trace=guide)).get_trace(
         model, a, b, s, torch.arange(6), 60)
     assert "noise_prior" not in traced.nodes and "sum" in traced.nodes
-    # while the CNN's own model, in training, does carry it
-    own = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(a, None)
+    # while the CNN's own objective, in training, does carry it
+    own = poutine.trace(poutine.replay(ELBO(noise_prior=0.5).model, trace=guide)).get_trace(
+        model, a, None)
     assert "noise_prior" in own.nodes
 
 

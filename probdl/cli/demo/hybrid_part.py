@@ -31,7 +31,7 @@ def run(out_dir: Path) -> list[tuple[str, str]]:
     train_set, _, test = split(load_digits(), val=0.15, test=0.2, seed=0)
     pairs = sum_pairs(train_set, seed=0, repeats=REPEATS)
     # a half-width CNN: about 0.6 of the default's time, and still above 95% from sums alone
-    # dropout .25: the default .4 is set for 30-epoch training under the noise-contrastive
+    # dropout .25: the default .5 is set for 30-epoch training under the noise-contrastive
     # prior, which the sum model does not use; over a few epochs on sums it costs accuracy
     model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8), filters=(16, 32),
                         dense=(64,), dropout=0.25)
