@@ -1,6 +1,6 @@
 """A junction tree for one row's evidence, triangulated and laid out in compiled code.
 
-    # inside kernels.run_rows, for a row routed to its own tree:
+    # inside rows.run_rows, for a row routed to its own tree:
     scratch = builder_scratch(n)
     buf, off, const, consts, need, work, size = build(r, net, states, hidden, on, target, cpt,
                                                       lg, kinds, more, scratch)
@@ -187,12 +187,12 @@ def build(r, net, states, hidden, on, target, cpt, lg, kinds, more, scratch):
                     top += 1
                     stack[top] = x
     return _lay_out(r, h, kept, old, parent, newid, alias, net, states, hidden, on, cpt, lg,
-                    scratch, cost)
+                    scratch, cost, target)
 
 
 @njit(cache=True, nogil=True)
 def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, lg, scratch,
-             cost):
+             cost, target):
     """The tree arrays of the kept cliques (``old[c]`` is new clique c's elimination step)."""
     cpt_start, cards, columns = net[3], net[4], net[5]
     n = cards.size
@@ -210,7 +210,8 @@ def _lay_out(r, h, m, old, parent, newid, alias, net, states, hidden, on, cpt, l
     gr_start, gk_start, gk_list = _groups(m, parent, cl_start, cl_var, sep_start, sep_c)
     fa_start, fa_var, fs_start, fa_stride, fa_base, const, consts = _factors(
         r, m, cl_start, cl_var, newid, alias, net, states, on, cpt, lg, loc, pos, mpos)
-    hv_start, hv_pos = _homes(h, m, cl_start, cl_var, cards, loc, gv)
+    first = loc[target] if target >= 0 else -1
+    hv_start, hv_pos = _homes(h, m, cl_start, cl_var, cards, loc, gv, first)
     need = np.zeros(1)
     work = np.zeros(1)
     no_pot = _minus_ones(m)
@@ -388,8 +389,10 @@ def _factors(r, m, cl_start, cl_var, newid, alias, net, states, on, cpt, lg, loc
 
 
 @njit(cache=True, nogil=True)
-def _homes(h, m, cl_start, cl_var, cards, loc, gv):
-    """Each hidden variable's posterior is read at the smallest clique holding it."""
+def _homes(h, m, cl_start, cl_var, cards, loc, gv, first):
+    """Each hidden variable's posterior is read at the smallest clique holding it; ``first``
+    (a query's target, as a hidden index; -1 if none) at the root clique 0, which holds it:
+    a query's tree is only collected, so only the root's beliefs are formed."""
     hv_start = np.zeros(m + 1, dtype=np.int64)
     hv_home = _minus_ones(h)
     smallest = np.empty(h)
@@ -403,6 +406,8 @@ def _homes(h, m, cl_start, cl_var, cards, loc, gv):
             if size < smallest[i]:
                 smallest[i] = size
                 hv_home[i] = c
+    if first >= 0:
+        hv_home[first] = 0
     for i in range(h):
         hv_start[hv_home[i] + 1] += 1
     for c in range(m):

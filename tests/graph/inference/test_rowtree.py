@@ -109,3 +109,20 @@ def test_a_rows_own_tree_over_the_budget_names_its_clique():
     bn.memory_budget = 2**16
     with pytest.raises(InferenceError, match=r"row 0 .*largest clique.*method='sampling'"):
         bn.marginals(rows)
+
+
+def test_single_queries_on_rows_own_trees_read_the_target_at_the_root():
+    """A single query on a row's own tree is only collected, so its target must be read at the
+    root clique even where a smaller clique holds it (child: answers were zeros)."""
+    bn = BayesNet.example("child")
+    rng = np.random.default_rng(9)
+    sample = bn.sample(30, seed=9)
+    for i in range(30):
+        target, *obs = rng.choice(bn.variables, size=6, replace=False)
+        evidence = {v: sample.iloc[i][v] for v in obs}
+        answers = {}
+        for mode in ("never", "always"):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(engine_module, "ROW_TREES", mode)
+                answers[mode] = bn.query([target], evidence)[target].to_numpy()
+        np.testing.assert_allclose(answers["always"], answers["never"], atol=1e-12)
