@@ -27,155 +27,31 @@ import numpy as np
 from ...errors import InferenceError
 from . import kernels
 from .junction import JunctionTree, build
-from .reduced import REDUCE_PER_VARIABLE, split_run, split_walk
+from .layout import TreeArrays, pack
+from .rows import run_rows, run_shared_rows
+from .rowtree import build as build_row
+from .rowtree import builder_scratch
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "Engine"]
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
-# Cliques whose CPTs are multiplied once at compile time (one read per table entry instead of
-# one per CPT): the smallest first, each up to POTENTIAL_MAX entries and all of them up to
-# POTENTIALS_TOTAL (8 bytes each, twice: probabilities and logarithms).
-POTENTIAL_MAX = 2**21
-POTENTIALS_TOTAL = 2**23
-# A compiled potential entry below this while its factors are not zero has lost digits: that
-# clique multiplies its CPTs per row instead, where underflow is caught row by row.
-_FLOOR = kernels.FLOOR
 _WANT = {"logz": 0, "post": 1, "counts": 1}
-
-
-def _starts(counts: Sequence[int]) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
-
-
-def _ints(values) -> np.ndarray:
-    return np.asarray(list(values), dtype=np.int64).reshape(-1)
-
-
-class _Arrays:
-    """The junction tree laid out flat for the compiled passes (depends on structure only)."""
-
-    def __init__(self, tree: JunctionTree, cards: Sequence[int],
-                 parents: Sequence[Sequence[int]], fixed: dict[int, int] | None = None,
-                 potentials: bool = True) -> None:
-        cliques, parent = tree.cliques, tree.parent
-        m = len(cliques)
-        self.cl_start = _starts([len(c) for c in cliques])
-        self.cl_var = _ints(u for c in cliques for u in c)
-        self.cl_parent = _ints(parent)
-        self.cards = _ints(cards)
-        self.columns = _starts(cards)
-        where = [{u: p for p, u in enumerate(c)} for c in cliques]
-        seps = [[p for p, u in enumerate(cliques[c]) if parent[c] >= 0 and u in where[parent[c]]]
-                for c in range(m)]
-        self.sep_start = _starts([len(s) for s in seps])
-        self.sep_cpos = _ints(p for s in seps for p in s)
-        self.sep_ppos = _ints(where[parent[c]][cliques[c][p]] for c in range(m) for p in seps[c])
-        # children grouped by separator: a group's messages are multiplied once per row
-        groups = []
-        for c in range(m):
-            by_sep: dict[tuple, list[int]] = {}
-            for k in range(m):
-                if parent[k] == c:
-                    by_sep.setdefault(tuple(cliques[k][p] for p in seps[k]), []).append(k)
-            groups.append(list(by_sep.values()))
-        self.gr_start = _starts([len(g) for g in groups])
-        self.gk_start = _starts([len(g) for gs in groups for g in gs])
-        self.gk_list = _ints(k for gs in groups for g in gs for k in g)
-        sizes = [math.prod(cards[u] for u in (v, *parents[v])) for v in range(len(cards))]
-        self.cpt_start = _starts(sizes)[:-1]
-        homes = [[v for v in range(len(cards)) if tree.family_home[v] == c] for c in range(m)]
-        self.fa_start = _starts([len(h) for h in homes])
-        self.fa_var = _ints(v for h in homes for v in h)
-        strides, fs = [], []
-        for c in range(m):
-            for v in homes[c]:
-                family = (v, *parents[v])
-                shape = [cards[u] for u in family]
-                stride = {u: math.prod(shape[i + 1:]) for i, u in enumerate(family)}
-                fs.append(len(strides))
-                strides.extend(stride.get(u, 0) for u in cliques[c])
-        self.fs_start = _ints(fs) if fs else np.zeros(0, dtype=np.int64)
-        self.fa_stride = _ints(strides)
-        hv = [[where[c][v] for v in range(len(cards)) if tree.home[v] == c] for c in range(m)]
-        self.hv_start = _starts([len(h) for h in hv])
-        self.hv_pos = _ints(p for h in hv for p in h)
-        # ``fixed``: a tree for one row, whose potentials take its observed states (card 1)
-        self.fixed = dict(fixed or {})
-        self.pot_cards = _ints(1 if v in self.fixed else k for v, k in enumerate(cards))
-        self.pot_start = np.full(m, -1, dtype=np.int64)
-        total = 0
-        for c in sorted(range(m) if potentials else [],
-                        key=lambda c: math.prod(self.pot_cards[u] for u in cliques[c])):
-            size = math.prod(int(self.pot_cards[u]) for u in cliques[c])
-            if size > POTENTIAL_MAX or total + size > POTENTIALS_TOTAL:
-                break
-            self.pot_start[c] = total
-            total += size
-        self.pot_size = total
-        self.homes = homes
-        self.for_row = fixed is not None  # a tree for one row's evidence: never reduced again
-
-    def tree_args(self) -> tuple:
-        return (self.cl_start, self.cl_var, self.cl_parent, self.cards, self.columns,
-                self.sep_start, self.sep_cpos, self.sep_ppos, self.gr_start, self.gk_start,
-                self.gk_list,
-                self.fa_start, self.fa_var, self.fs_start, self.fa_stride, self.cpt_start,
-                self.hv_start, self.hv_pos)
-
-    def potentials(self, cliques, cards, parents, cpts) -> tuple[np.ndarray, np.ndarray,
-                                                                 np.ndarray]:
-        """The compiled potentials (probabilities, logarithms) and which cliques keep one.
-
-        A potential's axes are the clique's members of pot card above 1 in member order (a
-        row's own tree slices its observed states away), which is the kernel's layout.
-        """
-        pot = np.ones(self.pot_size)
-        logs = np.zeros(self.pot_size)
-        keep = self.pot_start.copy()
-        for c in np.flatnonzero(self.pot_start >= 0):
-            axes = [u for u in cliques[c] if self.pot_cards[u] > 1]
-            table = np.ones([cards[u] for u in axes])
-            with np.errstate(divide="ignore"):
-                log_table = np.zeros(table.shape)
-                for v in self.homes[c]:
-                    factor = self._factor(v, parents, cpts[v], axes)
-                    table = table * factor
-                    log_table = log_table + np.log(factor)
-            lo, hi = self.pot_start[c], self.pot_start[c] + table.size
-            if ((table < _FLOOR) & np.isfinite(log_table)).any():
-                keep[c] = -1  # lost digits: multiply per row, where underflow is caught
-            pot[lo:hi] = table.ravel()
-            logs[lo:hi] = log_table.ravel()
-        return pot, logs, keep
-
-    def _factor(self, v: int, parents, cpt, axes: list[int]) -> np.ndarray:
-        """CPT of ``v`` at the fixed states, its axes put in ``axes`` order (size 1 where a
-        member of ``axes`` is not in the family)."""
-        family = (v, *parents[v])
-        table = np.asarray(cpt)[tuple(self.fixed[u] if u in self.fixed else slice(None)
-                                      for u in family)]
-        free = [u for u in family if u not in self.fixed]
-        table = np.transpose(table, sorted(range(len(free)), key=lambda i: axes.index(free[i])))
-        return table.reshape([table.shape[sorted(free, key=axes.index).index(u)]
-                              if u in free else 1 for u in axes])
-
-    def clique_counts(self, pot_counts: np.ndarray, flat: np.ndarray, cliques, cards,
-                      parents, cpt_start, keep) -> None:
-        """Add the expected counts gathered per compiled clique entry to each CPT's counts."""
-        for c in np.flatnonzero(keep >= 0):
-            axes = [u for u in cliques[c] if self.pot_cards[u] > 1]
-            size = math.prod(cards[u] for u in axes)
-            table = pot_counts[keep[c]:keep[c] + size].reshape([cards[u] for u in axes])
-            for v in self.homes[c]:
-                family = (v, *parents[v])
-                free = [u for u in family if u not in self.fixed]
-                summed = table.sum(axis=tuple(i for i, u in enumerate(axes) if u not in family))
-                kept = [u for u in axes if u in family]
-                summed = np.transpose(summed, [kept.index(u) for u in free])
-                full = np.zeros([cards[u] for u in family])
-                full[tuple(self.fixed[u] if u in self.fixed else slice(None)
-                           for u in family)] = summed
-                flat[cpt_start[v]:cpt_start[v] + full.size] += full.ravel()
+# Where rows run (tests force one way or the other): "auto" builds a row's own tree when its
+# cost on the network's tree exceeds OWN_TREE_PER_HIDDEN reads per hidden variable plus
+# OWN_TREE_MIN (about what building costs, docs/tuning-log.md) and keeps the cheaper one.
+# 1,000 (was 3,000): andes and pigs at 20% observed ran 15-25% faster, the small networks
+# the same; 300 made alarm and win95pts build trees that rarely paid.
+ROW_TREES = "auto"
+# A row takes its own tree when that costs less than this share of its cost on the network's
+# tree (the cost model counts reads per entry; trees without compiled potentials lose a bit).
+OWN_TREE_GAIN = 0.7
+OWN_TREE_PER_HIDDEN = 1000.0
+OWN_TREE_MIN = 0.0
+# Greedy heuristics tried for a row's own tree (rowtree._score): weighted min-fill, then
+# min-fill and min-weight while the best total exceeds MORE_HEURISTICS entries per hidden
+# variable (one elimination costs about what passes over that many entries do).
+KINDS = np.array([1, 0, 2], dtype=np.int64)
+MORE_HEURISTICS = 1000.0
 
 
 class Engine:
@@ -186,7 +62,7 @@ class Engine:
     the compiled tree.
     """
 
-    def __init__(self, tree: JunctionTree, arrays: _Arrays, cards: Sequence[int],
+    def __init__(self, tree: JunctionTree, arrays: TreeArrays, cards: Sequence[int],
                  parents: Sequence[Sequence[int]], cpts: Sequence[np.ndarray],
                  names: Sequence[str] | None = None) -> None:
         self.tree = tree
@@ -200,9 +76,10 @@ class Engine:
         with np.errstate(divide="ignore"):
             self.flat_log = np.log(self.flat)
         self.columns = arrays.columns
-        self.reduced = arrays.for_row
         self.pot, self.pot_log, self.pot_start = arrays.potentials(tree.cliques, self.cards,
                                                                    self.parents, cpts)
+        self.tree_arrays = pack((*arrays.tree_args(), self.pot_start, arrays.pot_cards,
+                                 arrays.fa_base))
         self._children: list[list[int]] | None = None
         self._moral: list[list[int]] | None = None
 
@@ -211,7 +88,7 @@ class Engine:
                 cpts: Sequence[np.ndarray], names: Sequence[str] | None = None) -> Engine:
         """Triangulate (the smallest of the heuristics), lay the tree out, keep the CPTs."""
         tree = build(cards, parents)
-        return cls(tree, _Arrays(tree, cards, parents), cards, parents, cpts, names)
+        return cls(tree, TreeArrays(tree, cards, parents), cards, parents, cpts, names)
 
     def with_cpts(self, cpts: Sequence[np.ndarray]) -> Engine:
         """The same compiled tree with other CPT values (shapes unchanged)."""
@@ -223,47 +100,95 @@ class Engine:
         return [flat[start[v]:start[v] + math.prod(s)].reshape(s)
                 for v, s in enumerate(self.shapes)]
 
-    # ------------------------------------------------------------------ memory
-    def row_needs(self, states: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Workspace entries each row needs, and the index of its largest clique table."""
+    # ------------------------------------------------------------------ routing and memory
+    def row_needs(self, states: np.ndarray, hidden: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Workspace entries each row needs on the network's tree, the index of its largest
+        clique table, and the row's cost there (:func:`.odometer.row_needs`)."""
         a = self.arrays
         need = np.zeros(len(states))
+        cost = np.zeros(len(states))
         biggest = np.zeros(len(states), dtype=np.int64)
         kernels.row_needs(a.cl_start, a.cl_var, a.cards, a.sep_start, a.sep_cpos, a.gr_start,
-                          a.gk_start, a.gk_list, states, hidden, need, biggest)
-        return need, biggest
+                          a.gk_start, a.gk_list, a.fa_start, a.hv_start, self.pot_start,
+                          states, hidden, need, biggest, cost)
+        return need, biggest, cost
 
-    def _chunks(self, states, hidden, budget: float, per_row_out: int):
-        """Row ranges whose workspace (the largest need; twice that for rows run again in
-        logarithms) and outputs fit."""
-        need, biggest = self.row_needs(states, hidden)
+    def route(self, states: np.ndarray, hidden: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's workspace and cost on the network's tree, and where the row runs: 0 on
+        that tree, 1 on a tree built for its own evidence when that one costs less (rows whose
+        cost would pay for building it), 2 always on its own tree (``ROW_TREES``)."""
+        need, _, cost = self.row_needs(states, hidden)
+        if ROW_TREES == "never":
+            return need, cost, np.zeros(len(states), dtype=np.int64)
+        if ROW_TREES == "always":
+            return need, cost, np.full(len(states), 2, dtype=np.int64)
+        worth = cost > OWN_TREE_PER_HIDDEN * hidden.sum(1) + OWN_TREE_MIN
+        return need, cost, worth.astype(np.int64)
+
+    def _chunks(self, need, route, hidden, budget: float, per_row_out: int):
+        """Row ranges whose workspace (the largest need on the network's tree; rows on their
+        own trees grow it as they go) and outputs fit."""
         if not len(need):
             return [], 1
-        worst = int(np.argmax(need))
-        if 8.0 * need[worst] > budget:
-            c = int(biggest[worst])
-            members = [self.names[u] for u in self.tree.cliques[c] if hidden[worst, u]]
-            entries = math.prod(self.cards[self.names.index(u)] for u in members)
-            raise InferenceError(
-                f"exact inference needs about {8.0 * need[worst] / 2**30:.3g} GiB for row "
-                f"{worst} (its largest clique ranges over {entries:,} joint states of "
-                f"{members[:12]}{'...' if len(members) > 12 else ''}), over the memory budget "
-                f"of {budget / 2**30:.3g} GiB; raise bn.memory_budget or use "
-                f"method='sampling'")
-        width = max(1, int(need.max()))
+        shared = np.where(route == 0, need, 0.0)
+        worst = int(np.argmax(shared))
+        if 8.0 * shared[worst] > budget:
+            self._too_big(worst, need[worst], self.tree.cliques, hidden, budget)
+        width = max(1, int(shared.max()))
         rows = max(1, int((budget - 8.0 * width) // max(8 * per_row_out, 1)))
-        return [(lo, min(lo + rows, len(states))) for lo in range(0, len(states), rows)], width
+        return [(lo, min(lo + rows, len(need))) for lo in range(0, len(need), rows)], width
+
+    def _too_big(self, r, need, cliques, hidden, budget):
+        sizes = [math.prod(self.cards[u] for u in c if hidden[r, u]) for c in cliques]
+        members = [self.names[u] for u in cliques[int(np.argmax(sizes))] if hidden[r, u]]
+        raise InferenceError(
+            f"exact inference needs about {8.0 * need / 2**30:.3g} GiB for row {r} (its "
+            f"largest clique ranges over {max(sizes):,} joint states of "
+            f"{members[:12]}{'...' if len(members) > 12 else ''}), over the memory budget of "
+            f"{budget / 2**30:.3g} GiB; raise bn.memory_budget or use method='sampling'")
+
+    def own_tree(self, r: int, states: np.ndarray, hidden: np.ndarray,
+                 factor_on: np.ndarray | None = None, target: int = -1):
+        """Row r's own tree (:func:`.rowtree.build`): (cliques as tuples of variables,
+        parents, workspace entries, total clique size)."""
+        on = np.ones(len(self.cards), dtype=bool) if factor_on is None else factor_on
+        buf, off, _, _, need, _, size = build_row(
+            r, self.arrays.net_args(), np.ascontiguousarray(states, dtype=np.int64),
+            np.ascontiguousarray(hidden, dtype=bool), on, target, self.flat, False, KINDS,
+            MORE_HEURISTICS, builder_scratch(len(self.cards)))
+        start, var, parent = (buf[off[i]:off[i + 1]] for i in range(3))
+        cliques = [tuple(int(u) for u in var[start[c]:start[c + 1]])
+                   for c in range(len(start) - 1)]
+        return cliques, parent, float(need), float(size)
 
     # ------------------------------------------------------------------ passes
     def _call(self, states, hidden, soft, weights, factor_on, lg, maxprod, down, uniforms,
-              log_z, post, counts, failed, assign, width):
-        a = self.arrays
-        kernels.run_rows(*a.tree_args(), self.pot_start, a.pot_cards,
-                         self.flat_log if lg else self.flat,
-                         self.pot_log if lg else self.pot, factor_on, states, hidden, soft,
-                         weights, width, lg, maxprod, down, uniforms, log_z, post,
-                         counts[:self.flat.size] if counts.size else counts,
-                         counts[self.flat.size:] if counts.size else counts, failed, assign)
+              log_z, post, counts, failed, assign, width, route, need, cost, budget,
+              target=-1):
+        used = np.zeros(len(states), dtype=np.int64)
+        cpt, pot = (self.flat_log, self.pot_log) if lg else (self.flat, self.pot)
+        cpt_counts = counts[:self.flat.size] if counts.size else counts
+        pot_counts = counts[self.flat.size:] if counts.size else counts
+        if route.any():
+            run_rows(*self.tree_arrays, self.arrays.net_args(), route, need, cost, OWN_TREE_GAIN,
+                     budget / 8.0, target, KINDS, MORE_HEURISTICS, cpt, pot, factor_on, states,
+                     hidden, soft, weights, width, lg, maxprod, down, uniforms, log_z, post,
+                     cpt_counts, pot_counts, failed, assign, used)
+        else:  # every row on the network's tree (budget checked by _chunks)
+            run_shared_rows(*self.tree_arrays, cpt, pot, factor_on, states, hidden, soft,
+                            weights, width, lg, maxprod, down, uniforms, log_z, post,
+                            cpt_counts, pot_counts, failed, assign)
+        self.last_used = used  # which tree each row ran on (tests, benchmarks)
+        bad = np.flatnonzero(used >= 2)
+        if bad.size:
+            r = int(bad[0])
+            on = factor_on if factor_on.size else None
+            cliques, _, own, _ = self.own_tree(r, states, hidden, on, target)
+            if used[r] == 3:
+                self._too_big(r, own, cliques, hidden, budget)
+            self._too_big(r, need[r], self.tree.cliques, hidden, budget)
 
     def run(self, states: np.ndarray, hidden: np.ndarray, soft: np.ndarray | None = None,
             want: str = "post", weights: np.ndarray | None = None,
@@ -282,14 +207,11 @@ class Engine:
             their own tree are then rooted at its clique and collected only).
 
         Returns a dict with "log_z" (B,), and "post" (B, sum of cards) or "counts" (flat,
-        :meth:`unflatten` splits it); log_z is -inf for rows of probability zero.
+        :meth:`unflatten` splits it); log_z is -inf for rows of probability zero; "own" (B,)
+        bool: the rows answered on trees built for their own evidence.
         """
         states = np.ascontiguousarray(states, dtype=np.int64)
         hidden = np.ascontiguousarray(hidden, dtype=bool)
-        heavy = self._heavy(states, hidden)
-        if heavy.size:  # rows answered on trees triangulated for their own evidence
-            return split_run(self, heavy, states, hidden, soft, want, weights, factor_on,
-                             memory_budget, target)
         b, cols = len(states), int(self.columns[-1])
         soft, soft_log = self._soft(soft, states, hidden)
         log_z = np.zeros(b)
@@ -299,24 +221,28 @@ class Engine:
         weights = (np.ones(b) if weights is None else np.ascontiguousarray(weights, np.float64))
         factor_on = (np.zeros(0, dtype=bool) if factor_on is None
                      else np.ascontiguousarray(factor_on, dtype=bool))
-        spans, width = self._chunks(states, hidden, memory_budget, cols + len(self.cards))
+        tgt = -1 if target is None or want != "post" else int(target)
+        need, cost, route = self.route(states, hidden)
+        spans, width = self._chunks(need, route, hidden, memory_budget, cols + len(self.cards))
+        own = np.zeros(b, dtype=bool)
         for lo, hi in spans:
             part = slice(lo, hi)
             failed = np.zeros(hi - lo, dtype=bool)
             p = post[part] if want == "post" else post
-            down = 4 if (target is not None and self.reduced and want == "post") else _WANT[want]
             self._call(states[part], hidden[part], soft[part] if soft.size else soft,
-                       weights[part], factor_on, False, False, down, _NO_U,
-                       log_z[part], p, counts, failed, _NO_ASSIGN, width)
+                       weights[part], factor_on, False, False, _WANT[want], _NO_U,
+                       log_z[part], p, counts, failed, _NO_ASSIGN, width, route[part],
+                       need[part], cost[part], memory_budget, tgt)
+            own[part] = self.last_used == 1
             redo = np.flatnonzero(failed)
             if redo.size:  # near underflow: the same rows in logarithms
                 rows = redo + lo
                 sub_z = np.zeros(redo.size)
                 sub_post = np.zeros((redo.size if want == "post" else 0, cols))
                 self._call(states[rows], hidden[rows], soft[rows] if soft.size else soft,
-                           weights[rows], factor_on, True, False, down, _NO_U, sub_z,
+                           weights[rows], factor_on, True, False, _WANT[want], _NO_U, sub_z,
                            sub_post, counts, np.zeros(redo.size, dtype=bool), _NO_ASSIGN,
-                           width)
+                           width, route[rows], need[rows], cost[rows], memory_budget, tgt)
                 log_z[rows] = sub_z
                 if want == "post":
                     post[rows] = sub_post
@@ -331,14 +257,7 @@ class Engine:
             seen = ~hidden
             r, v = np.nonzero(seen)
             post[r, self.columns[v] + states[r, v]] = 1.0
-        return {"log_z": log_z, "post": post, "counts": counts}
-
-    def _heavy(self, states: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-        """Rows whose tables on this tree would be much larger than their own tree's cost."""
-        if self.reduced or not len(states):
-            return np.zeros(0, dtype=np.int64)
-        need, _ = self.row_needs(states, hidden)
-        return np.flatnonzero(need > REDUCE_PER_VARIABLE * len(self.cards) ** 2)
+        return {"log_z": log_z, "post": post, "counts": counts, "own": own}
 
     def map(self, states: np.ndarray, hidden: np.ndarray,
             memory_budget: float = DEFAULT_MEMORY_BUDGET) -> tuple[np.ndarray, np.ndarray]:
@@ -356,22 +275,22 @@ class Engine:
     def _walk(self, states, hidden, down, rng, memory_budget, soft=None):
         states = np.ascontiguousarray(states, dtype=np.int64)
         hidden = np.ascontiguousarray(hidden, dtype=bool)
-        heavy = self._heavy(states, hidden)
-        if heavy.size:  # rows walked on trees triangulated for their own evidence
-            return split_walk(self, heavy, states, hidden, down, rng, memory_budget, soft)
         b = len(states)
         soft, soft_log = self._soft(soft, states, hidden)
         best = np.zeros(b)
         assign = np.where(hidden, 0, states).astype(np.int64)
-        m = len(self.tree.cliques)
-        uniforms = rng.random((b, m)) if rng is not None else _NO_U
-        spans, width = self._chunks(states, hidden, memory_budget, 2 * len(self.cards))
+        # a uniform per clique; a row's own tree has at most one clique per variable
+        width_u = max(len(self.tree.cliques), len(self.cards))
+        uniforms = rng.random((b, width_u)) if rng is not None else _NO_U
+        need, cost, route = self.route(states, hidden)
+        spans, width = self._chunks(need, route, hidden, memory_budget, 2 * len(self.cards))
         for lo, hi in spans:
             part = slice(lo, hi)
             self._call(states[part], hidden[part], soft[part] if soft.size else soft,
                        np.ones(hi - lo), np.zeros(0, dtype=bool), True, down == 3, down,
                        uniforms[part] if rng is not None else uniforms, best[part], _NO_POST,
-                       _NO_COUNTS, np.zeros(hi - lo, dtype=bool), assign[part], width)
+                       _NO_COUNTS, np.zeros(hi - lo, dtype=bool), assign[part], width,
+                       route[part], need[part], cost[part], memory_budget)
         return best + soft_log, assign
 
     def _soft(self, soft, states, hidden):

@@ -19,6 +19,10 @@ from numba import njit
 # Joint states of the fastest digits that the tight loops run per odometer step (longer runs
 # spend less on stepping the odometer; the offsets table is targets x RUN).
 RUN = 64
+# The fixed part of a row's cost (row_needs), in entry reads: a clique's odometer set up, a
+# clique with nothing hidden answered from its potential (docs/tuning-log.md).
+COST_PER_CLIQUE = 400.0
+COST_FIXED_ONE = 8.0
 
 
 @njit(cache=True, nogil=True)
@@ -45,11 +49,13 @@ def _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos, hidx, hc
 
 
 @njit(cache=True, nogil=True)
-def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, gk_list, states,
-              hidden, need, biggest):
+def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, gk_list,
+              fa_start, hv_start, pot_start, states, hidden, need, biggest, cost):
     """Workspace entries each row needs (tables and both messages of every clique, each child
-    group's product and marginal, as float) and the clique with the largest table of each
-    row."""
+    group's product and marginal, as float), the clique with the largest table of each row,
+    and the row's cost: over cliques, table entries times the reads and writes each entry
+    takes in the passes (its factors, children groups twice, home variables, three more),
+    plus a fixed cost per clique (laying out its odometer)."""
     m = cl_start.size - 1
     width = 1
     for c in range(m):
@@ -59,6 +65,7 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
     for r in range(states.shape[0]):
         total = 0.0
         top = -1.0
+        work = 0.0
         for c in range(m):
             size = 1.0
             for p in range(cl_start[c + 1] - cl_start[c]):
@@ -74,6 +81,12 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
             if size > top:
                 top = size
                 biggest[r] = c
+            if size == 1.0 and pot_start[c] >= 0:
+                work += COST_FIXED_ONE
+                continue
+            reads = 3.0 + (1.0 if pot_start[c] >= 0 else fa_start[c + 1] - fa_start[c])
+            reads += 2.0 * (gr_start[c + 1] - gr_start[c]) + hv_start[c + 1] - hv_start[c]
+            work += size * reads + COST_PER_CLIQUE
         for g in range(gk_start.size - 1):
             ch = gk_list[gk_start[g]]
             msg = 1.0
@@ -83,18 +96,20 @@ def row_needs(cl_start, cl_var, cards, sep_start, sep_cpos, gr_start, gk_start, 
                     msg *= cards[v]
             total += msg * (2.0 if gk_start[g + 1] - gk_start[g] > 1 else 1.0)
         need[r] = total
+        cost[r] = work
     return hidx, hcard
 
 
 @njit(cache=True, nogil=True)
 def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_var, fs_start,
-             fa_stride, cpt_start, sep_start, sep_cpos, gr_start, gk_start, gk_list, sep_ppos,
-             S, base, pot_start, pot_cards, prune):
+             fa_stride, cpt_start, fa_base, sep_start, sep_cpos, gr_start, gk_start, gk_list,
+             sep_ppos, S, base, pot_start, pot_cards, prune):
     """Fill the odometer's stride matrix S (digit x target) and the targets' bases: the
     clique's potential (its CPTs multiplied at compile time, when it has one and no CPT is
     left out) or else each of its CPTs (flat index), its message to the parent, and the
-    product of each group of children sharing a separator. Returns (targets, potential or
-    CPT targets)."""
+    product of each group of children sharing a separator (``fa_base``: each CPT's offset of
+    family members outside the clique, zero on the network's tree). Returns (targets,
+    potential or CPT targets)."""
     M = cl_start[c + 1] - cl_start[c]
     pot = pot_start[c] >= 0 and not prune
     K = 1 if pot else fa_start[c + 1] - fa_start[c]
@@ -116,7 +131,7 @@ def _strides(c, r, cl_start, cl_var, cards, states, hidden, hidx, fa_start, fa_v
         base[0] = b
     for k in range(0 if pot else K):
         f = fa_start[c] + k
-        b = cpt_start[fa_var[f]]
+        b = cpt_start[fa_var[f]] + fa_base[f]  # a row's own tree: its observed members
         for p in range(M):
             s = fa_stride[fs_start[f] + p]
             if s == 0:
@@ -168,20 +183,27 @@ def _last(h, T, S, hcard, last):
 
 
 @njit(cache=True, nogil=True)
-def _inner(h, T, S, hcard, offs, dig):
+def _inner(h, T, S, hcard, offs, dig, vary):
     """The fastest digits whose joint states number at most ``RUN`` (at least one digit):
     every target's index offset at each of those states into ``offs`` (targets x states), the
-    digits' values into ``dig``; returns (states R, digits q). The tight loops run these R
-    states per step of the odometer over the other digits."""
+    digits' values into ``dig``, whether each target depends on them into ``vary``; returns
+    (states R, digits q). The tight loops run these R states per step of the odometer over
+    the other digits."""
     if h == 0:
         for t in range(T):
             offs[t, 0] = 0
+            vary[t] = 0
         return 1, 0
     q = 1
     R = hcard[h - 1]
     while q < h and R * hcard[h - 1 - q] <= RUN:
         R *= hcard[h - 1 - q]
         q += 1
+    for t in range(T):
+        vary[t] = 0
+        for i in range(h - q, h):
+            if S[i, t] != 0:
+                vary[t] = 1
     for i in range(q):
         dig[i, 0] = 0
     for t in range(T):

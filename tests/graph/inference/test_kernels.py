@@ -65,7 +65,7 @@ def test_answers_match_enumeration(seed, n_vars, regime, soft, logs, ties, own_t
         if logs:
             _force_logs(patch)
         if own_tree:
-            patch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
+            patch.setattr(engine_module, "ROW_TREES", "always")
         out = bn.engine().run(*_codes(bn, rows), None if likes is None else _soft(bn, likes))
         best, assign = bn.engine().map(*_codes(bn, rows))
     cols = bn.engine().columns
@@ -164,7 +164,7 @@ def test_expected_counts_match_enumeration(logs, own_tree, monkeypatch):
     if logs:
         _force_logs(monkeypatch)
     if own_tree:
-        monkeypatch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
+        monkeypatch.setattr(engine_module, "ROW_TREES", "always")
     bn = random_net(11, n_vars=6, max_parents=3)
     rows = _hide(bn, 12, np.random.default_rng(3), "20% observed")
     weights = np.random.default_rng(4).random(12)
@@ -185,7 +185,7 @@ def test_expected_counts_match_enumeration(logs, own_tree, monkeypatch):
 @pytest.mark.parametrize("own_tree", [False, True])
 def test_posterior_draws_follow_the_joint_posterior(own_tree, monkeypatch):
     if own_tree:
-        monkeypatch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
+        monkeypatch.setattr(engine_module, "ROW_TREES", "always")
     bn = random_net(5, n_vars=5, max_parents=2)
     row = bn.sample(1, seed=1)
     row.iloc[0, [0, 2, 3]] = np.nan
@@ -272,11 +272,13 @@ def test_munin1_rows_observing_a_fifth_run_on_their_own_trees():
     rows = bn.sample(2, seed=1)
     rows = rows.mask(np.random.default_rng(1).random(rows.shape) >= 0.2)
     states, observed = bn.encode(rows)
-    need, _ = bn.engine().row_needs(states, ~observed)
-    assert (need > engine_module.REDUCE_PER_VARIABLE * len(bn.variables) ** 2).all()
+    need, _, route = bn.engine().route(states, ~observed)
+    assert (route == 1).all()
+    for r in range(2):  # their own trees are far smaller than the network's
+        assert bn.engine().own_tree(r, states, ~observed)[2] < need[r] / 10
     own = bn.marginals(rows)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine_module, "REDUCE_PER_VARIABLE", np.inf)
+        patch.setattr(engine_module, "ROW_TREES", "never")
         bn.memory_budget = 8 * 2**30
         whole = bn.engine().run(states[:1], ~observed[:1])
     cols = bn.engine().columns
@@ -293,10 +295,10 @@ def test_single_queries_on_a_rows_own_tree_match_the_networks_tree():
     evidence = {v: row[v] for v in rng.choice(bn.variables, size=5, replace=False)}
     target = next(v for v in bn.variables if v not in evidence)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
+        patch.setattr(engine_module, "ROW_TREES", "always")
         own = bn.query([target], evidence)[target].to_numpy()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine_module, "REDUCE_PER_VARIABLE", np.inf)
+        patch.setattr(engine_module, "ROW_TREES", "never")
         shared = bn.query([target], evidence)[target].to_numpy()
     np.testing.assert_allclose(own, shared, atol=1e-12)
 
@@ -304,7 +306,7 @@ def test_single_queries_on_a_rows_own_tree_match_the_networks_tree():
 @pytest.mark.parametrize("seed", range(6))
 def test_single_queries_rooted_at_their_target_match_enumeration(seed, monkeypatch):
     """A query on a row's own tree is rooted at its target's clique and only collected."""
-    monkeypatch.setattr(engine_module, "REDUCE_PER_VARIABLE", -1.0)
+    monkeypatch.setattr(engine_module, "ROW_TREES", "always")
     bn = random_net(seed, n_vars=7, max_parents=3)
     rng = np.random.default_rng(seed)
     row = bn.sample(1, seed=seed).iloc[0]
