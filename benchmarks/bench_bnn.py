@@ -188,10 +188,14 @@ def report(out: Path, command: str) -> str:
             rot = statistics.mean(b["rot30_nll"] / d["rot30_nll"] for b, d in pairs)
             acc = statistics.mean(b["accuracy"] - d["accuracy"] for b, d in pairs)
             times = [b["seconds"] / d["seconds"] for b, d in pairs]
+            raw = ""  # the same ratios without the fitted temperatures
+            if all(k in r for b, d in pairs for r in (b, d) for k in RAW):
+                nll1, rot1 = (statistics.mean(b[k] / d[k] for b, d in pairs) for k in RAW)
+                raw = f" (at T = 1: NLL {nll1:.3f}x, rotated NLL {rot1:.3f}x)"
             lines += ["", f"BayesianCNN against DeterministicCNN, per seed then averaged: NLL "
-                      f"{nll:.3f}x, rotated NLL {rot:.3f}x, accuracy {acc:+.4f}; `train` call "
-                      f"time {statistics.median(times):.2f}x (median of the back-to-back pairs; "
-                      f"range {min(times):.2f}-{max(times):.2f})."]  # fmt: skip
+                      f"{nll:.3f}x, rotated NLL {rot:.3f}x{raw}, accuracy {acc:+.4f}; `train` "
+                      f"call time {statistics.median(times):.2f}x (median of the back-to-back "
+                      f"pairs; range {min(times):.2f}-{max(times):.2f})."]  # fmt: skip
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
