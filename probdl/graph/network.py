@@ -311,7 +311,7 @@ class BayesNet:
                 continue
             code = _state_code(value, self._state_index[var])
             if code < 0:
-                raise InferenceError(f"unknown state {value!r} of {var!r} (row 0); valid "
+                raise InferenceError(f"unknown state {value!r} of {var!r} in evidence; valid "
                                      f"states: {self._states[var]}")
             states[0, self._index[var]] = code
             observed[0, self._index[var]] = True
