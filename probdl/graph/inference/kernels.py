@@ -39,10 +39,27 @@ from .runs import (
     _collect_run,
     _distribute_run,
     _fixed_entry,
+    _scatter_run,
     _times,
 )
 
 __all__ = ["FLOOR", "row_needs"]
+
+
+@njit(cache=True, nogil=True)
+def _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns, digit, home_col,
+           home_digit, with_post):
+    """Clique c's hidden home variables for the tight loops: each one's posterior column at
+    the odometer's slow digits and its fast digit (or -1); returns how many."""
+    nh = 0
+    for k in range(hv_start[c], hv_start[c + 1] if with_post else hv_start[c]):
+        d = hidx[hv_pos[k]]
+        if d >= 0:
+            v = cl_var[cl_start[c] + hv_pos[k]]
+            home_col[nh] = columns[v] + (0 if d >= h - q else digit[d])
+            home_digit[nh] = d - (h - q) if d >= h - q else -1
+            nh += 1
+    return nh
 
 
 @njit(cache=True, nogil=True)
@@ -263,6 +280,15 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
         dn = dn_off[c]
         has_parent = cl_parent[c] >= 0
         # belief = table * message from the parent, normalized (kept as logs with lg)
+        for i in range(nch):
+            g = gr_start[c] + i
+            for s in range(gsz[g]):
+                work[gm_off[g] + s] = -np.inf if lg else 0.0
+                if lg:
+                    scratch[gm_off[g] + s] = 0.0
+        # without expected counts, one pass: unnormalized beliefs spread onto the children's
+        # separators and the posteriors, which are divided by the clique's sum after
+        spread = not lg and not with_counts
         run = _last(h, T, S, hcard, last)
         _start(h, T, idx, base, digit)
         z = 0.0
@@ -270,8 +296,20 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
         if not lg:  # probabilities: a tight loop, normalized in the next pass
             R, q = _inner(h, T, S, hcard, offs, dig, vary)
             for blk in range(size // R):
-                z += _belief_run(R, tab + blk * R, dn, K, has_parent, idx, offs, vary, work)
+                zb = _belief_run(R, tab + blk * R, dn, K, has_parent, idx, offs, vary, work)
+                if spread:
+                    nh = _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns,
+                                digit, home_col, home_digit, with_post)
+                    _scatter_run(R, tab + blk * R, zb, nch, gr_start[c], gm_off, idx, offs,
+                                 vary, K, work, post, r, home_col, home_digit, dig, nh)
+                z += zb
                 _advance(h - q, digit, hcard, S, idx, T)
+        if spread and with_post:
+            for k in range(hv_start[c], hv_start[c + 1]):
+                if hidx[hv_pos[k]] >= 0:
+                    v = cl_var[cl_start[c] + hv_pos[k]]
+                    for s in range(columns[v], columns[v + 1]):
+                        post[r, s] /= z
         for blk in range(0 if not lg else size // run):
             for w in range(run):
                 j = blk * run + w
@@ -292,34 +330,22 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
             for j in range(size):
                 work[tab + j] -= lz
         # the tight loop scales the beliefs itself; counts outside a potential need them as is
-        fast = not lg and (with_pot or not with_counts)
-        if not lg and not fast:
+        fast = not lg and not spread and with_pot
+        if not lg and not fast and not spread:
             for j in range(size):
                 work[tab + j] /= z
-        for i in range(nch):
-            g = gr_start[c] + i
-            for s in range(gsz[g]):
-                work[gm_off[g] + s] = -np.inf if lg else 0.0
-                if lg:
-                    scratch[gm_off[g] + s] = 0.0
         run = _last(h, T, S, hcard, last)
         _start(h, T, idx, base, digit)
         if fast:  # the common case: the belief summed onto each group's separator
             R, q = _inner(h, T, S, hcard, offs, dig, vary)
             for blk in range(size // R):
-                nh = 0
-                for k in range(hv_start[c], hv_start[c + 1] if with_post else hv_start[c]):
-                    d = hidx[hv_pos[k]]
-                    if d >= 0:
-                        v = cl_var[cl_start[c] + hv_pos[k]]
-                        home_col[nh] = columns[v] + (0 if d >= h - q else digit[d])
-                        home_digit[nh] = d - (h - q) if d >= h - q else -1
-                        nh += 1
+                nh = _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns, digit,
+                            home_col, home_digit, with_post)
                 _distribute_run(R, tab + blk * R, nch, gr_start[c], gm_off, idx, offs, vary, K,
                                 work, pot_counts, weights[r] if with_counts else 0.0, post,
                                 r, home_col, home_digit, dig, nh, 1.0 / z)
                 _advance(h - q, digit, hcard, S, idx, T)
-        for blk in range(0 if fast else size // run):
+        for blk in range(0 if fast or spread else size // run):
             for w in range(run):
                 j = blk * run + w
                 b = np.exp(work[tab + j]) if lg else work[tab + j]

@@ -119,14 +119,33 @@ def _distribute_run(R, t0, nch, g0, gm_off, idx, offs, vary, K, work, pot_counts
     """The fastest digits in the distribute pass (probabilities): the beliefs (the table
     entries times ``scale``, their normalizer, in place: the table is not read again) summed
     onto each child group's separator, into the posteriors of the ``nh`` home variables
-    (column ``home_col`` plus the entry's value of fast digit ``home_digit``, if any) and,
-    weighted, into the potential's expected counts when ``wt`` is not 0; a target that does
-    not depend on the fast digits (``vary`` 0) gets the run's sum once."""
+    (:func:`_scatter_run`) and, weighted, into the potential's expected counts when ``wt`` is
+    not 0."""
     z = 0.0
     for e in range(R):
         x = work[t0 + e] * scale
         work[t0 + e] = x
         z += x
+    _scatter_run(R, t0, z, nch, g0, gm_off, idx, offs, vary, K, work, post, r, home_col,
+                 home_digit, dig, nh)
+    if wt != 0.0:
+        b = idx[0]
+        if vary[0]:
+            for e in range(R):
+                pot_counts[b + offs[0, e]] += wt * work[t0 + e]
+        else:
+            pot_counts[b] += wt * z
+
+
+@njit(cache=True, nogil=True)
+def _scatter_run(R, t0, z, nch, g0, gm_off, idx, offs, vary, K, work, post, r, home_col,
+                 home_digit, dig, nh):
+    """The beliefs of a run (``z`` their sum) summed onto each child group's separator and
+    into the posteriors of the ``nh`` home variables (column ``home_col`` plus the entry's
+    value of fast digit ``home_digit``, if any); a target that does not depend on the fast
+    digits (``vary`` 0) gets the run's sum once. Without expected counts the distribute pass
+    calls it on beliefs left unnormalized (:func:`_belief_run`'s products): the messages to
+    children are rescaled anyway and the posteriors are divided by the clique's sum after."""
     for i in range(nch):
         t = K + 1 + i
         b = gm_off[g0 + i] + idx[t]
@@ -143,10 +162,3 @@ def _distribute_run(R, t0, nch, g0, gm_off, idx, offs, vary, K, work, pot_counts
                 post[r, col + dig[d, e]] += work[t0 + e]
         else:
             post[r, home_col[q]] += z
-    if wt != 0.0:
-        b = idx[0]
-        if vary[0]:
-            for e in range(R):
-                pot_counts[b + offs[0, e]] += wt * work[t0 + e]
-        else:
-            pot_counts[b] += wt * z
