@@ -80,6 +80,9 @@ class Engine:
         self.columns = arrays.columns
         self.pot, self.pot_log, self.pot_start = arrays.potentials(tree.cliques, self.cards,
                                                                    self.parents, cpts)
+        # log of the smallest non-zero CPT and potential entry: the passes skip underflow
+        # checks where no product of non-zero factors can fall below FLOOR
+        self.lmin = np.array([_log_smallest(self.flat), _log_smallest(self.pot)])
         self.tree_arrays = pack((*arrays.tree_args(), self.pot_start, arrays.pot_cards,
                                  arrays.fa_base))
         self._children: list[list[int]] | None = None
@@ -175,12 +178,12 @@ class Engine:
         pot_counts = counts[self.flat.size:] if counts.size else counts
         if route.any():
             run_rows(*self.tree_arrays, self.arrays.net_args(), route, need, cost, OWN_TREE_GAIN,
-                     budget / 8.0, target, KINDS, MORE_HEURISTICS, cpt, pot, factor_on, states,
-                     hidden, soft, weights, width, lg, maxprod, down, uniforms, log_z, post,
-                     cpt_counts, pot_counts, failed, assign, used)
+                     budget / 8.0, target, KINDS, MORE_HEURISTICS, cpt, pot, self.lmin,
+                     factor_on, states, hidden, soft, weights, width, lg, maxprod, down,
+                     uniforms, log_z, post, cpt_counts, pot_counts, failed, assign, used)
         else:  # every row on the network's tree (budget checked by _chunks)
-            run_shared_rows(*self.tree_arrays, cpt, pot, factor_on, states, hidden, soft,
-                            weights, width, lg, maxprod, down, uniforms, log_z, post,
+            run_shared_rows(*self.tree_arrays, cpt, pot, self.lmin, factor_on, states, hidden,
+                            soft, weights, width, lg, maxprod, down, uniforms, log_z, post,
                             cpt_counts, pot_counts, failed, assign)
         self.last_used = used  # which tree each row ran on (tests, benchmarks)
         bad = np.flatnonzero(used >= 2)
@@ -315,6 +318,11 @@ class Engine:
                 seen = ~hidden[:, v]
                 offset[seen] += np.log(block[seen, states[seen, v]])
         return np.ascontiguousarray(soft), offset
+
+
+def _log_smallest(a: np.ndarray) -> float:
+    positive = a[a > 0.0]
+    return float(np.log(positive.min())) if positive.size else 0.0
 
 
 _NO_SOFT = np.ones((0, 1))

@@ -2,7 +2,7 @@
 
     # called by probdl.graph.inference.rows.run_rows for each row, on the network's tree or
     # on a tree built for the row (the same packed layout: Engine.tree_arrays, rowtree.build)
-    _row(r, buf, off, cpt, pot, factor_on, states, hidden, ..., log_z, post, counts, ...)
+    _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, ..., log_z, post, ...)
 
 The maths. Row r fixes its observed variables, so clique C only ranges over its hidden members
 H_C(r): its table has prod_{h in H_C} card(h) entries (one entry when nothing is hidden), and a
@@ -35,6 +35,7 @@ from numba import njit
 from .odometer import _advance, _choose, _inner, _last, _layout, _start, _strides, row_needs
 from .runs import (
     FLOOR,
+    LOG_FLOOR,
     _belief_run,
     _collect_run,
     _distribute_run,
@@ -63,7 +64,7 @@ def _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns, digit, ho
 
 
 @njit(cache=True, nogil=True)
-def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, maxprod, down,
+def _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, lg, maxprod, down,
          uniforms, log_z, post, counts, pot_counts, failed, assign, ws, S, offs, dig, work,
          scratch):
     """One row's passes on the tree packed in ``buf``/``off`` (:func:`.layout.pack`: the
@@ -137,6 +138,7 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
     total = 0.0
     lost = False
     dead = False
+    lmsg = 0.0
     # ---- collect: children (higher ids) first
     for c in range(m - 1, -1, -1):
         h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
@@ -178,10 +180,16 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
                 work[gp_off[g] + s] = val
         fast = not lg and not with_soft and not prune
         if fast:  # the common case as a tight loop: factors times children, summed
+            # every factor is at most 1: products of non-zero factors can only fall below
+            # FLOOR if the smallest non-zero ones can (``lmin``: the CPTs' and potentials'
+            # log smallest non-zero entry, ``lmsg``: the messages' so far in this row)
+            kids = gk_start[gr_start[c + 1]] - gk_start[gr_start[c]]
+            bound = (lmin[1] if with_pot else K * lmin[0]) + kids * lmsg
             R, q = _inner(h, T, S, hcard, offs, dig, vary)
             for blk in range(size // R):
                 lost |= _collect_run(R, blk * R, tab, up, K, nch, gr_start[c], gp_off, idx,
-                                     offs, vary, pot if with_pot else cpt, work)
+                                     offs, vary, pot if with_pot else cpt, work,
+                                     bound < LOG_FLOOR)
                 _advance(h - q, digit, hcard, S, idx, T)
         for blk in range(0 if fast else size // run):
             for w in range(run):
@@ -230,11 +238,15 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
         if (lg and top == -np.inf) or (not lg and top <= 0.0):
             dead = True
             break
+        small = 1.0
         for s in range(msg):
             if lg:
                 work[up + s] -= top
             else:
                 work[up + s] /= top
+                if 0.0 < work[up + s] < small:
+                    small = work[up + s]
+        lmsg = min(lmsg, np.log(small))
         total += top if lg else np.log(top)
         if parent < 0:
             # a root's message (to nobody) is its total; keep it as a message of 1
