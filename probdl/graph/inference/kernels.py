@@ -2,7 +2,7 @@
 
     # called by probdl.graph.inference.rows.run_rows for each row, on the network's tree or
     # on a tree built for the row (the same packed layout: Engine.tree_arrays, rowtree.build)
-    _row(r, buf, off, cpt, pot, factor_on, states, hidden, ..., log_z, post, counts, ...)
+    _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, ..., log_z, post, ...)
 
 The maths. Row r fixes its observed variables, so clique C only ranges over its hidden members
 H_C(r): its table has prod_{h in H_C} card(h) entries (one entry when nothing is hidden), and a
@@ -35,10 +35,12 @@ from numba import njit
 from .odometer import _advance, _choose, _inner, _last, _layout, _start, _strides, row_needs
 from .runs import (
     FLOOR,
+    LOG_FLOOR,
     _belief_run,
     _collect_run,
     _distribute_run,
     _fixed_entry,
+    _scatter_run,
     _times,
 )
 
@@ -46,7 +48,23 @@ __all__ = ["FLOOR", "row_needs"]
 
 
 @njit(cache=True, nogil=True)
-def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, maxprod, down,
+def _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns, digit, home_col,
+           home_digit, with_post):
+    """Clique c's hidden home variables for the tight loops: each one's posterior column at
+    the odometer's slow digits and its fast digit (or -1); returns how many."""
+    nh = 0
+    for k in range(hv_start[c], hv_start[c + 1] if with_post else hv_start[c]):
+        d = hidx[hv_pos[k]]
+        if d >= 0:
+            v = cl_var[cl_start[c] + hv_pos[k]]
+            home_col[nh] = columns[v] + (0 if d >= h - q else digit[d])
+            home_digit[nh] = d - (h - q) if d >= h - q else -1
+            nh += 1
+    return nh
+
+
+@njit(cache=True, nogil=True)
+def _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, lg, maxprod, down,
          uniforms, log_z, post, counts, pot_counts, failed, assign, ws, S, offs, dig, work,
          scratch):
     """One row's passes on the tree packed in ``buf``/``off`` (:func:`.layout.pack`: the
@@ -120,6 +138,7 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
     total = 0.0
     lost = False
     dead = False
+    lmsg = 0.0
     # ---- collect: children (higher ids) first
     for c in range(m - 1, -1, -1):
         h, size, msg = _layout(c, r, cl_start, cl_var, cards, hidden, sep_start, sep_cpos,
@@ -161,10 +180,16 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
                 work[gp_off[g] + s] = val
         fast = not lg and not with_soft and not prune
         if fast:  # the common case as a tight loop: factors times children, summed
+            # every factor is at most 1: products of non-zero factors can only fall below
+            # FLOOR if the smallest non-zero ones can (``lmin``: the CPTs' and potentials'
+            # log smallest non-zero entry, ``lmsg``: the messages' so far in this row)
+            kids = gk_start[gr_start[c + 1]] - gk_start[gr_start[c]]
+            bound = (lmin[1] if with_pot else K * lmin[0]) + kids * lmsg
             R, q = _inner(h, T, S, hcard, offs, dig, vary)
             for blk in range(size // R):
                 lost |= _collect_run(R, blk * R, tab, up, K, nch, gr_start[c], gp_off, idx,
-                                     offs, vary, pot if with_pot else cpt, work)
+                                     offs, vary, pot if with_pot else cpt, work,
+                                     bound < LOG_FLOOR)
                 _advance(h - q, digit, hcard, S, idx, T)
         for blk in range(0 if fast else size // run):
             for w in range(run):
@@ -213,11 +238,15 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
         if (lg and top == -np.inf) or (not lg and top <= 0.0):
             dead = True
             break
+        small = 1.0
         for s in range(msg):
             if lg:
                 work[up + s] -= top
             else:
                 work[up + s] /= top
+                if 0.0 < work[up + s] < small:
+                    small = work[up + s]
+        lmsg = min(lmsg, np.log(small))
         total += top if lg else np.log(top)
         if parent < 0:
             # a root's message (to nobody) is its total; keep it as a message of 1
@@ -263,6 +292,15 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
         dn = dn_off[c]
         has_parent = cl_parent[c] >= 0
         # belief = table * message from the parent, normalized (kept as logs with lg)
+        for i in range(nch):
+            g = gr_start[c] + i
+            for s in range(gsz[g]):
+                work[gm_off[g] + s] = -np.inf if lg else 0.0
+                if lg:
+                    scratch[gm_off[g] + s] = 0.0
+        # without expected counts, one pass: unnormalized beliefs spread onto the children's
+        # separators and the posteriors, which are divided by the clique's sum after
+        spread = not lg and not with_counts
         run = _last(h, T, S, hcard, last)
         _start(h, T, idx, base, digit)
         z = 0.0
@@ -270,8 +308,20 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
         if not lg:  # probabilities: a tight loop, normalized in the next pass
             R, q = _inner(h, T, S, hcard, offs, dig, vary)
             for blk in range(size // R):
-                z += _belief_run(R, tab + blk * R, dn, K, has_parent, idx, offs, vary, work)
+                zb = _belief_run(R, tab + blk * R, dn, K, has_parent, idx, offs, vary, work)
+                if spread:
+                    nh = _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns,
+                                digit, home_col, home_digit, with_post)
+                    _scatter_run(R, tab + blk * R, zb, nch, gr_start[c], gm_off, idx, offs,
+                                 vary, K, work, post, r, home_col, home_digit, dig, nh)
+                z += zb
                 _advance(h - q, digit, hcard, S, idx, T)
+        if spread and with_post:
+            for k in range(hv_start[c], hv_start[c + 1]):
+                if hidx[hv_pos[k]] >= 0:
+                    v = cl_var[cl_start[c] + hv_pos[k]]
+                    for s in range(columns[v], columns[v + 1]):
+                        post[r, s] /= z
         for blk in range(0 if not lg else size // run):
             for w in range(run):
                 j = blk * run + w
@@ -292,34 +342,22 @@ def _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, ma
             for j in range(size):
                 work[tab + j] -= lz
         # the tight loop scales the beliefs itself; counts outside a potential need them as is
-        fast = not lg and (with_pot or not with_counts)
-        if not lg and not fast:
+        fast = not lg and not spread and with_pot
+        if not lg and not fast and not spread:
             for j in range(size):
                 work[tab + j] /= z
-        for i in range(nch):
-            g = gr_start[c] + i
-            for s in range(gsz[g]):
-                work[gm_off[g] + s] = -np.inf if lg else 0.0
-                if lg:
-                    scratch[gm_off[g] + s] = 0.0
         run = _last(h, T, S, hcard, last)
         _start(h, T, idx, base, digit)
         if fast:  # the common case: the belief summed onto each group's separator
             R, q = _inner(h, T, S, hcard, offs, dig, vary)
             for blk in range(size // R):
-                nh = 0
-                for k in range(hv_start[c], hv_start[c + 1] if with_post else hv_start[c]):
-                    d = hidx[hv_pos[k]]
-                    if d >= 0:
-                        v = cl_var[cl_start[c] + hv_pos[k]]
-                        home_col[nh] = columns[v] + (0 if d >= h - q else digit[d])
-                        home_digit[nh] = d - (h - q) if d >= h - q else -1
-                        nh += 1
+                nh = _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns, digit,
+                            home_col, home_digit, with_post)
                 _distribute_run(R, tab + blk * R, nch, gr_start[c], gm_off, idx, offs, vary, K,
                                 work, pot_counts, weights[r] if with_counts else 0.0, post,
                                 r, home_col, home_digit, dig, nh, 1.0 / z)
                 _advance(h - q, digit, hcard, S, idx, T)
-        for blk in range(0 if fast else size // run):
+        for blk in range(0 if fast or spread else size // run):
             for w in range(run):
                 j = blk * run + w
                 b = np.exp(work[tab + j]) if lg else work[tab + j]

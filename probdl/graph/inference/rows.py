@@ -51,7 +51,7 @@ def _workspace(buf, off):
 
 @njit(cache=True, nogil=True)
 def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more, cpt,
-             pot, factor_on, states, hidden, soft, weights, width, lg, maxprod, down,
+             pot, lmin, factor_on, states, hidden, soft, weights, width, lg, maxprod, down,
              uniforms, log_z, post, counts, pot_counts, failed, assign, used):
     """Every row's passes, on the network's tree (packed in ``buf``/``off``) or, where
     ``route`` says (1: if that costs less than ``gain`` times ``cost``, the row's cost on
@@ -105,7 +105,7 @@ def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more
         if wants > work.size:
             work = np.empty(int(wants))
             scratch = np.empty(work.size if lg else 1)
-        _row(r, tb, to, cpt, pot, fo, states, hidden, soft, weights, lg, maxprod, d, uniforms,
+        _row(r, tb, to, cpt, pot, lmin, fo, states, hidden, soft, weights, lg, maxprod, d, uniforms,
              log_z, post, counts, pot_counts, failed, assign, ows, oS, ooffs, odig, work,
              scratch)
         if consts.size and not failed[r] and log_z[r] > -np.inf:
@@ -116,7 +116,7 @@ def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more
 
 
 @njit(cache=True, nogil=True)
-def run_shared_rows(buf, off, cpt, pot, factor_on, states, hidden, soft, weights, width, lg,
+def run_shared_rows(buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, width, lg,
                     maxprod, down, uniforms, log_z, post, counts, pot_counts, failed, assign):
     """:func:`run_rows` for calls where every row runs on the network's tree: it does not
     compile the builder of rows' own trees, so a process that never needs one (few hidden
@@ -125,6 +125,6 @@ def run_shared_rows(buf, off, cpt, pot, factor_on, states, hidden, soft, weights
     work = np.empty(max(width, 1))
     scratch = np.empty(work.size if lg else 1)
     for r in range(states.shape[0]):
-        _row(r, buf, off, cpt, pot, factor_on, states, hidden, soft, weights, lg, maxprod,
+        _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, lg, maxprod,
              down, uniforms, log_z, post, counts, pot_counts, failed, assign, ws, S, offs, dig,
              work, scratch)
