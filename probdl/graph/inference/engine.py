@@ -28,7 +28,7 @@ from ...errors import InferenceError
 from . import kernels
 from .junction import JunctionTree, build
 from .layout import TreeArrays, pack
-from .rows import run_rows, run_shared_rows
+from .rows import build_rows, no_trees, run_rows, run_shared_rows
 from .rowtree import build as build_row
 from .rowtree import builder_scratch
 
@@ -171,7 +171,7 @@ class Engine:
     # ------------------------------------------------------------------ passes
     def _call(self, states, hidden, soft, weights, factor_on, lg, maxprod, down, uniforms,
               log_z, post, counts, failed, assign, width, route, need, cost, budget,
-              target=-1):
+              target=-1, kept=None):
         used = np.zeros(len(states), dtype=np.int64)
         cpt, pot = (self.flat_log, self.pot_log) if lg else (self.flat, self.pot)
         cpt_counts = counts[:self.flat.size] if counts.size else counts
@@ -180,7 +180,8 @@ class Engine:
             run_rows(*self.tree_arrays, self.arrays.net_args(), route, need, cost, OWN_TREE_GAIN,
                      budget / 8.0, target, KINDS, MORE_HEURISTICS, cpt, pot, self.lmin,
                      factor_on, states, hidden, soft, weights, width, lg, maxprod, down,
-                     uniforms, log_z, post, cpt_counts, pot_counts, failed, assign, used)
+                     uniforms, log_z, post, cpt_counts, pot_counts, failed, assign, used,
+                     no_trees() if kept is None else kept)
         else:  # every row on the network's tree (budget checked by _chunks)
             run_shared_rows(*self.tree_arrays, cpt, pot, self.lmin, factor_on, states, hidden,
                             soft, weights, width, lg, maxprod, down, uniforms, log_z, post,
@@ -195,10 +196,23 @@ class Engine:
                 self._too_big(r, own, cliques, hidden, budget)
             self._too_big(r, need[r], self.tree.cliques, hidden, budget)
 
+    def _kept(self, keep, lo, states, hidden, route, cost, factor_on, target):
+        """The rows' own trees kept in ``keep`` for the span starting at ``lo`` (built on
+        the first call), or None."""
+        if keep is None or not route.any():
+            return None
+        if lo not in keep:
+            on = factor_on if factor_on.size else np.ones(len(self.cards), dtype=bool)
+            keep[lo] = build_rows(self.arrays.net_args(), route, cost, OWN_TREE_GAIN, states,
+                                  hidden, on, target, self.flat, False, KINDS,
+                                  MORE_HEURISTICS)
+        return keep[lo]
+
     def run(self, states: np.ndarray, hidden: np.ndarray, soft: np.ndarray | None = None,
             want: str = "post", weights: np.ndarray | None = None,
             factor_on: np.ndarray | None = None,
-            memory_budget: float = DEFAULT_MEMORY_BUDGET, target: int | None = None) -> dict:
+            memory_budget: float = DEFAULT_MEMORY_BUDGET, target: int | None = None,
+            keep: dict | None = None) -> dict:
         """Sum-product for every row.
 
         Parameters
@@ -210,6 +224,8 @@ class Engine:
         factor_on : (n,) bool, optional: CPTs left out are barren or d-separated (queries).
         target : optional, with "post": only this variable's posterior is wanted (rows on
             their own tree are then rooted at its clique and collected only).
+        keep : optional dict kept by the caller between calls on the same rows and evidence
+            with other CPTs (EM): routing and the rows' own trees are done once, there.
 
         Returns a dict with "log_z" (B,), and "post" (B, sum of cards) or "counts" (flat,
         :meth:`unflatten` splits it); log_z is -inf for rows of probability zero; "own" (B,)
@@ -227,8 +243,13 @@ class Engine:
         factor_on = (np.zeros(0, dtype=bool) if factor_on is None
                      else np.ascontiguousarray(factor_on, dtype=bool))
         tgt = -1 if target is None or want != "post" else int(target)
-        need, cost, route = self.route(states, hidden)
-        spans, width = self._chunks(need, route, hidden, memory_budget, cols + len(self.cards))
+        if keep is None or "route" not in keep:
+            routed = self.route(states, hidden)
+            routed += self._chunks(routed[0], routed[2], hidden, memory_budget,
+                                   cols + len(self.cards))
+            if keep is not None:
+                keep["route"] = routed
+        need, cost, route, spans, width = keep["route"] if keep is not None else routed
         own = np.zeros(b, dtype=bool)
         for lo, hi in spans:
             part = slice(lo, hi)
@@ -237,7 +258,9 @@ class Engine:
             self._call(states[part], hidden[part], soft[part] if soft.size else soft,
                        weights[part], factor_on, False, False, _WANT[want], _NO_U,
                        log_z[part], p, counts, failed, _NO_ASSIGN, width, route[part],
-                       need[part], cost[part], memory_budget, tgt)
+                       need[part], cost[part], memory_budget, tgt,
+                       self._kept(keep, lo, states[part], hidden[part], route[part],
+                                  cost[part], factor_on, tgt))
             own[part] = self.last_used == 1
             redo = np.flatnonzero(failed)
             if redo.size:  # near underflow: the same rows in logarithms

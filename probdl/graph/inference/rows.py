@@ -9,7 +9,8 @@ variables out of the moral graph) can be far smaller, at the price of building i
 elimination, milliseconds at most). The engine routes rows whose tables would outweigh the
 building (``route`` 1); the row then runs on whichever tree is smaller, so routing never
 costs more than building. Both trees share one layout, so one compiled pass
-(:func:`.kernels._row`) answers either; nothing is kept between rows or calls.
+(:func:`.kernels._row`) answers either. Calls on the same rows with other CPTs (EM's
+iterations) can build the rows' own trees once (:func:`build_rows`) and hand them back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .kernels import _row
 from .odometer import RUN
 from .rowtree import build, builder_scratch
 
-__all__ = ["run_rows", "run_shared_rows"]
+__all__ = ["build_rows", "no_trees", "run_rows", "run_shared_rows"]
 
 
 @njit(cache=True, nogil=True)
@@ -52,14 +53,16 @@ def _workspace(buf, off):
 @njit(cache=True, nogil=True)
 def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more, cpt,
              pot, lmin, factor_on, states, hidden, soft, weights, width, lg, maxprod, down,
-             uniforms, log_z, post, counts, pot_counts, failed, assign, used):
+             uniforms, log_z, post, counts, pot_counts, failed, assign, used, kept):
     """Every row's passes, on the network's tree (packed in ``buf``/``off``) or, where
     ``route`` says (1: if that costs less than ``gain`` times ``cost``, the row's cost on
     the network's tree, whose workspace is ``need``; 2: always), on a tree built for the
     row's own evidence (:func:`.rowtree.build`, heuristics ``kinds``, ``more``; a query's
     ``target`` >= 0 roots it and only collects); route-1 rows stop building once 32 have
     shown it rarely pays. ``used`` says which ran (0 the network's tree, 1 the row's own;
-    2 and 3: neither, that tree's workspace would exceed ``budget`` entries).
+    2 and 3: neither, that tree's workspace would exceed ``budget`` entries). ``kept``: the
+    rows' own trees from :func:`build_rows` (the same rows and evidence, other CPTs: nothing
+    is built; the constants are valued with ``cpt``), or :func:`no_trees`.
     ``down``: 0 collect only (log P(e); max log P(x, e) with ``maxprod``), 1 also distribute
     (posteriors into ``post``, expected counts into ``counts``; either may be empty), 2 draw
     the hidden variables into ``assign`` with ``uniforms`` (B, at least as many as cliques
@@ -74,7 +77,7 @@ def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more
     own_rows = False
     for r in range(route.size):
         own_rows |= route[r] > 0
-    bscratch = builder_scratch(n if own_rows else 0)
+    bscratch = builder_scratch(n if own_rows and not kept[0].size else 0)
     on = factor_on if factor_on.size else np.ones(n, dtype=np.bool_)
     no_factors = factor_on[:0]
     no_consts = np.zeros(0, dtype=np.int64)
@@ -85,20 +88,34 @@ def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more
                                                       dig, need[r])
         const, consts = 0.0, no_consts
         # candidates build their tree until 32 have shown it rarely pays (< 1 in 8 used it)
-        if route[r] == 2 or (route[r] == 1 and (tried < 32 or 8 * taken >= tried)):
+        if kept[0].size:  # trees built once for these rows (EM): only the constants change
+            if kept[0][r]:
+                obuf = kept[1][kept[2][r]:kept[2][r + 1]]
+                ooff, own_need = kept[3][r], kept[6][r]
+                oconsts = kept[4][kept[5][r]:kept[5][r + 1]]
+                oconst = 0.0
+                for e in oconsts:
+                    oconst += cpt[e] if lg else (np.log(cpt[e]) if cpt[e] > 0.0 else -np.inf)
+                wanted = True
+            else:
+                wanted = False
+        elif route[r] == 2 or (route[r] == 1 and (tried < 32 or 8 * taken >= tried)):
             obuf, ooff, oconst, oconsts, own_need, own_cost, _ = build(
                 r, net, states, hidden, on, target, cpt, lg, kinds, more, bscratch)
             tried += 1
-            if route[r] == 2 or own_cost < gain * cost[r]:
-                taken += 1
-                const, consts = oconst, oconsts
-                used[r] = 1
-                if const == -np.inf and own_need <= budget:  # an observed family of P 0
-                    log_z[r] = -np.inf
-                    continue
-                ows, oS, ooffs, odig = _workspace(obuf, ooff)
-                tb, to, fo, wants = obuf, ooff, no_factors, own_need
-                d = 4 if (target >= 0 and down == 1) else down
+            wanted = route[r] == 2 or own_cost < gain * cost[r]
+        else:
+            wanted = False
+        if wanted:
+            taken += 1
+            const, consts = oconst, oconsts
+            used[r] = 1
+            if const == -np.inf and own_need <= budget:  # an observed family of P 0
+                log_z[r] = -np.inf
+                continue
+            ows, oS, ooffs, odig = _workspace(obuf, ooff)
+            tb, to, fo, wants = obuf, ooff, no_factors, own_need
+            d = 4 if (target >= 0 and down == 1) else down
         if wants > budget:
             used[r] += 2
             continue
@@ -113,6 +130,60 @@ def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more
             if down == 1 and counts.size:
                 for e in consts:
                     counts[e] += weights[r]
+
+
+def no_trees():
+    """:func:`run_rows`'s ``kept`` when nothing is kept: every routed row builds its tree."""
+    z = np.zeros(0, dtype=np.int64)
+    return (np.zeros(0, dtype=np.bool_), z, z, np.zeros((0, 1), dtype=np.int64), z, z,
+            np.zeros(0))
+
+
+@njit(cache=True, nogil=True)
+def build_rows(net, route, cost, gain, states, hidden, on, target, cpt, lg, kinds, more):
+    """The own trees :func:`run_rows` would build and use for these rows, packed once for
+    calls that differ in CPTs only (EM's iterations): (used, the trees' buffers one after
+    another, their starts, offsets, constant CPT entries, their starts, workspaces)."""
+    b = states.shape[0]
+    bscratch = builder_scratch(net[4].size)
+    use = np.zeros(b, dtype=np.bool_)
+    bufs = [np.zeros(0, dtype=np.int64) for _ in range(0)]
+    offs = [np.zeros(0, dtype=np.int64) for _ in range(0)]
+    cons = [np.zeros(0, dtype=np.int64) for _ in range(0)]
+    needs = np.zeros(b)
+    tried = taken = 0
+    for r in range(b):
+        if route[r] == 2 or (route[r] == 1 and (tried < 32 or 8 * taken >= tried)):
+            obuf, ooff, _, oconsts, own_need, own_cost, _ = build(
+                r, net, states, hidden, on, target, cpt, lg, kinds, more, bscratch)
+            tried += 1
+            if route[r] == 2 or own_cost < gain * cost[r]:
+                taken += 1
+                use[r] = True
+                needs[r] = own_need
+                bufs.append(obuf)
+                offs.append(ooff)
+                cons.append(oconsts)
+                continue
+        bufs.append(np.zeros(0, dtype=np.int64))
+        offs.append(np.zeros(0, dtype=np.int64))
+        cons.append(np.zeros(0, dtype=np.int64))
+    width = 1
+    for o in offs:
+        width = max(width, o.size)
+    bstart = np.zeros(b + 1, dtype=np.int64)
+    cstart = np.zeros(b + 1, dtype=np.int64)
+    off = np.zeros((b, width), dtype=np.int64)
+    for r in range(b):
+        bstart[r + 1] = bstart[r] + bufs[r].size
+        cstart[r + 1] = cstart[r] + cons[r].size
+        off[r, :offs[r].size] = offs[r]
+    buf = np.empty(bstart[b], dtype=np.int64)
+    con = np.empty(cstart[b], dtype=np.int64)
+    for r in range(b):
+        buf[bstart[r]:bstart[r + 1]] = bufs[r]
+        con[cstart[r]:cstart[r + 1]] = cons[r]
+    return use, buf, bstart, off, con, cstart, needs
 
 
 @njit(cache=True, nogil=True)

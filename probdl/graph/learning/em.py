@@ -199,6 +199,7 @@ class _Estep:
         self.hidden = unique < 0
         self.weight = weight
         self.batch_size = batch_size
+        self.kept: dict = {}  # each block's routing and own trees, built once per fit
 
     def __call__(self, cpts: Mapping[str, np.ndarray], need_counts: bool):
         names = self.spec.variables
@@ -208,7 +209,8 @@ class _Estep:
         for lo in range(0, len(self.states), self.batch_size):
             part = slice(lo, lo + self.batch_size)
             out = engine.run(self.states[part], self.hidden[part],
-                             want="counts" if need_counts else "logz", weights=self.weight[part])
+                             want="counts" if need_counts else "logz", weights=self.weight[part],
+                             keep=self.kept.setdefault(lo, {}))
             loglik += float(np.dot(self.weight[part], out["log_z"]))
             if need_counts:
                 flat += out["counts"]
