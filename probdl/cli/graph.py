@@ -15,7 +15,7 @@ from probdl.distributed import is_writer
 from probdl.errors import DataError, InferenceError
 from probdl.files import atomic_write
 from probdl.graph import BayesNet
-from probdl.graph.io import network_format
+from probdl.graph.io import NETWORK_SUFFIXES, network_format
 from probdl.graph.stream import missing_as_nan
 
 
@@ -36,7 +36,7 @@ def load_network(spec: str) -> BayesNet:
     """A network from a file path (by suffix) or the name of a bundled network."""
     note_first_compile()
     path = Path(spec)
-    if path.suffix.lower() in {".bif", ".xmlbif", ".xml", ".uai"} or path.exists():
+    if path.suffix.lower() in NETWORK_SUFFIXES or path.exists():
         if not path.is_file():
             raise DataError(f"{spec}: no such network file.")
         return BayesNet.read(path)
@@ -144,7 +144,7 @@ def fit(args: argparse.Namespace) -> int:
         from probdl.cli.launch import relaunch_under_torchrun
 
         return relaunch_under_torchrun(args.nproc, args.argv)
-    network_format(args.out)  # an unknown suffix fails now, not after EM
+    out_format = network_format(args.out)  # an unknown suffix fails now, not after EM
     bn = load_network(args.net)
     rows = read_rows(args.data, bn.states)
     init = load_network(args.init) if args.init else None
@@ -153,7 +153,7 @@ def fit(args: argparse.Namespace) -> int:
                     n_restarts=args.restarts, seed=args.seed)
     if is_writer():
         fitted.write(args.out)
-        if network_format(args.out) == "uai":
+        if out_format == "uai":
             print(f"probdl: {args.out} holds no variable or state names (the UAI format has "
                   f"none): read back, variables are var_0, var_1, ... and do not match "
                   f"{args.data}'s columns; write .bif or .xmlbif to keep them", file=sys.stderr)

@@ -81,7 +81,7 @@ def impute(
     unique, inverse = np.unique(codes, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     states, hidden = np.maximum(unique, 0), unique < 0
-    probs = posteriors(bn, codes, holes, batch_size)
+    probs = _posteriors(bn, unique, inverse, holes, batch_size)
     if n_samples is not None:
         rng = np.random.default_rng(seed)
         draws = []
@@ -93,9 +93,12 @@ def impute(
             draws.append(_frame(rows, sampled, spec, columns))
         return draws, probs
     completed = codes.copy()
-    if joint:
+    if joint and not holes:
+        # nothing to fill, but an impossible row must still be refused (posteriors, which
+        # check that, had no target to run for)
         _check_possible(_log_z(engine, states, hidden, batch_size, bn.memory_budget),
                         unique, spec)
+    elif joint:
         best = _in_blocks(lambda s, h: engine.map(s, h, memory_budget=bn.memory_budget)[1],
                           states, hidden, batch_size)[inverse]
         for c in holes:
@@ -112,12 +115,20 @@ def posteriors(bn: Any, codes: np.ndarray, targets: list[str],
                batch_size: int = 4096) -> dict[str, np.ndarray]:
     """P(target | observed part of each row), (B, k) per target, for rows given as codes
     (``bn.variables`` order, -1 where missing); distinct rows are answered once."""
+    if not targets:
+        return {}
+    unique, inverse = np.unique(codes, axis=0, return_inverse=True)
+    return _posteriors(bn, unique, inverse.reshape(-1), targets, batch_size)
+
+
+def _posteriors(bn: Any, unique: np.ndarray, inverse: np.ndarray, targets: list[str],
+                batch_size: int) -> dict[str, np.ndarray]:
+    """:func:`posteriors` of the distinct rows ``unique``, spread back to rows by ``inverse``;
+    refuses rows of probability zero (InferenceError)."""
     engine = bn.engine("cpu")
     out = {}
     if not targets:
         return out
-    unique, inverse = np.unique(codes, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
     states, hidden = np.maximum(unique, 0), unique < 0
     post = np.zeros((len(unique), int(engine.columns[-1])))
     log_z = np.zeros(len(unique))

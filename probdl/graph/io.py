@@ -27,8 +27,8 @@ import numpy as np
 from ..errors import ModelError
 from ..files import atomic_write
 
-__all__ = ["EXAMPLES", "example", "from_pgmpy", "inherit", "network_format", "quiet_pgmpy", "read",
-           "to_pgmpy", "write"]
+__all__ = ["EXAMPLES", "NETWORK_SUFFIXES", "example", "from_pgmpy", "inherit", "network_format",
+           "quiet_pgmpy", "read", "to_pgmpy", "write"]
 
 EXAMPLES = ("asia", "cancer", "earthquake", "sachs", "survey", "alarm", "barley", "child",
             "insurance", "mildew", "water", "hailfinder", "hepar2", "win95pts", "andes",
@@ -162,15 +162,18 @@ def _to_pgmpy(bn):
     return model
 
 
+# The network file formats by suffix (what `network_format` and the CLI accept).
+NETWORK_SUFFIXES = {".bif": "bif", ".xmlbif": "xmlbif", ".xml": "xmlbif", ".uai": "uai"}
+
+
 def network_format(path: str | Path) -> str:
     """"bif", "xmlbif" or "uai" by the file's suffix; ModelError for any other suffix."""
     path = Path(path)
     suffix = path.suffix.lower()
-    kinds = {".bif": "bif", ".xmlbif": "xmlbif", ".xml": "xmlbif", ".uai": "uai"}
-    if suffix not in kinds:
+    if suffix not in NETWORK_SUFFIXES:
         raise ModelError(f"{path}: unknown network format {suffix!r}; use .bif, .xmlbif, .xml "
                          f"or .uai")
-    return kinds[suffix]
+    return NETWORK_SUFFIXES[suffix]
 
 
 def _line_of(err: BaseException) -> str:

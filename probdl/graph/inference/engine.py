@@ -85,8 +85,6 @@ class Engine:
         self.lmin = np.array([_log_smallest(self.flat), _log_smallest(self.pot)])
         self.tree_arrays = pack((*arrays.tree_args(), self.pot_start, arrays.pot_cards,
                                  arrays.fa_base))
-        self._children: list[list[int]] | None = None
-        self._moral: list[list[int]] | None = None
 
     @classmethod
     def compile(cls, cards: Sequence[int], parents: Sequence[Sequence[int]],

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HEURISTICS", "JunctionTree", "build", "elimination_order", "reroot"]
+__all__ = ["HEURISTICS", "JunctionTree", "build", "elimination_order"]
 
 HEURISTICS = ("min-fill", "weighted-min-fill", "min-degree", "min-weight")
 
@@ -195,21 +195,3 @@ def build(cards: Sequence[int], parents: Sequence[Sequence[int]],
     big = int(np.argmax(sizes)) if sizes else 0
     return JunctionTree(cliques, parent, tuple(family_home), tuple(home), kind, int(total),
                         int(max(sizes, default=0)), cliques[big] if cliques else ())
-
-
-def reroot(tree: JunctionTree, root: int) -> JunctionTree:
-    """The same tree with clique ``root`` as the root of its part (parent pointers reversed
-    on the path to the old root), renumbered so every parent precedes its children."""
-    parent = list(tree.parent)
-    prev, node = -1, root
-    while node >= 0:  # reverse the path root -> old root
-        up = parent[node]
-        parent[node] = prev
-        prev, node = node, up
-    ordered = _roots_first(range(len(parent)), parent)
-    new = {old: k for k, old in enumerate(ordered)}
-    return JunctionTree(tuple(tree.cliques[i] for i in ordered),
-                        tuple(new[parent[i]] if parent[i] >= 0 else -1 for i in ordered),
-                        tuple(new[c] if c >= 0 else -1 for c in tree.family_home),
-                        tuple(new[c] for c in tree.home), tree.heuristic, tree.total_size,
-                        tree.largest, tree.largest_clique)

@@ -51,6 +51,19 @@ def _workspace(buf, off):
 
 
 @njit(cache=True, nogil=True)
+def _tries_own(route_r, tried, taken):
+    """Whether a row builds its own tree: always where routed to it (2); a candidate (1) while
+    fewer than 32 have been tried or at least 1 in 8 of those tried kept theirs."""
+    return route_r == 2 or (route_r == 1 and (tried < 32 or 8 * taken >= tried))
+
+
+@njit(cache=True, nogil=True)
+def _keeps_own(route_r, own_cost, gain, cost_r):
+    """Whether a built tree is used: always where routed to it, else when it is cheaper."""
+    return route_r == 2 or own_cost < gain * cost_r
+
+
+@njit(cache=True, nogil=True)
 def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more, cpt,
              pot, lmin, factor_on, states, hidden, soft, weights, width, lg, maxprod, down,
              uniforms, log_z, post, counts, pot_counts, failed, assign, used, kept):
@@ -87,7 +100,6 @@ def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more
         tb, to, fo, d, ows, oS, ooffs, odig, wants = (buf, off, factor_on, down, ws, S, offs,
                                                       dig, need[r])
         const, consts = 0.0, no_consts
-        # candidates build their tree until 32 have shown it rarely pays (< 1 in 8 used it)
         if kept[0].size:  # trees built once for these rows (EM): only the constants change
             if kept[0][r]:
                 obuf = kept[1][kept[2][r]:kept[2][r + 1]]
@@ -99,11 +111,11 @@ def run_rows(buf, off, net, route, need, cost, gain, budget, target, kinds, more
                 wanted = True
             else:
                 wanted = False
-        elif route[r] == 2 or (route[r] == 1 and (tried < 32 or 8 * taken >= tried)):
+        elif _tries_own(route[r], tried, taken):
             obuf, ooff, oconst, oconsts, own_need, own_cost, _ = build(
                 r, net, states, hidden, on, target, cpt, lg, kinds, more, bscratch)
             tried += 1
-            wanted = route[r] == 2 or own_cost < gain * cost[r]
+            wanted = _keeps_own(route[r], own_cost, gain, cost[r])
         else:
             wanted = False
         if wanted:
@@ -153,11 +165,11 @@ def build_rows(net, route, cost, gain, states, hidden, on, target, cpt, lg, kind
     needs = np.zeros(b)
     tried = taken = 0
     for r in range(b):
-        if route[r] == 2 or (route[r] == 1 and (tried < 32 or 8 * taken >= tried)):
+        if _tries_own(route[r], tried, taken):  # the same rule as run_rows: the same trees
             obuf, ooff, _, oconsts, own_need, own_cost, _ = build(
                 r, net, states, hidden, on, target, cpt, lg, kinds, more, bscratch)
             tried += 1
-            if route[r] == 2 or own_cost < gain * cost[r]:
+            if _keeps_own(route[r], own_cost, gain, cost[r]):
                 taken += 1
                 use[r] = True
                 needs[r] = own_need
