@@ -17,7 +17,7 @@ from probdl.bnn.calibration import fit_temperature
 from probdl.bnn.models import BayesianCNN, DeterministicCNN, MCDropoutCNN
 from probdl.bnn.objectives import ELBO, MAP, Likelihood
 from probdl.bnn.options import Inputs, Optim
-from probdl.bnn.prediction import Prediction, evaluate, predict
+from probdl.bnn.prediction import Prediction, evaluate, predict, score
 from probdl.bnn.training import TrainResult, train
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "fit_temperature",
     "load_model",
     "predict",
+    "score",
     "train",
 ]

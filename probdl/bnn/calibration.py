@@ -78,17 +78,18 @@ def fit_temperature(
 
 
 def _best_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
+    predicted = (logits[..., 0] > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
+    if bool((predicted == y).all()):
+        # no draw is wrong on any image: the NLL falls all the way to T -> 0 (sharpening only
+        # raises each correct class), and nothing here says how confident the model may be on
+        # the next, unseen error; no search needed
+        return 1.0
     found = minimize_scalar(
         lambda log_t: temperature_nll(logits, y, math.exp(log_t)),
         bounds=(math.log(BOUNDS[0]), math.log(BOUNDS[1])), method="bounded",
         options={"xatol": 1e-3},
     )  # fmt: skip
     t = float(np.exp(found.x))
-    predicted = (logits[..., 0] > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
-    if t < 1 and bool((predicted == y).all()):
-        # no draw is wrong on any image: the NLL falls all the way to T -> 0, and nothing
-        # here says how confident the model may be on the next, unseen error
-        return 1.0
     # keep T = 1 unless the fit is really better (a flat NLL leaves the model as trained)
     return t if temperature_nll(logits, y, t) < temperature_nll(logits, y, 1.0) else 1.0
 

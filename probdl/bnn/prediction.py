@@ -22,7 +22,7 @@ from probdl import metrics
 from probdl.bnn.base import CNNBase, check_labels
 from probdl.errors import DataError, InferenceError
 
-__all__ = ["Prediction", "check_same_split", "evaluate", "predict", "predictive_probs"]
+__all__ = ["Prediction", "check_same_split", "evaluate", "predict", "predictive_probs", "score"]
 
 # activations per chunk of images (floats): keeps S x N x C x H x W within ~64 MB
 _CHUNK_FLOATS = 1 << 24
@@ -190,13 +190,23 @@ def evaluate(
         check_same_split(model, data)
     images, labels = _split_data(data)
     pred = predict(model, images, num_samples)
+    ood_pred = None
+    if ood is not None:
+        ood_pred = predict(model, ood.images if hasattr(ood, "images") else ood, num_samples)
+    return score(model, pred, labels, ood_pred, bins)
+
+
+def score(
+    model: CNNBase, pred: Prediction, labels: Any, ood_pred: Prediction | None = None,
+    bins: int = 15,
+) -> dict[str, Any]:
+    """:func:`evaluate`'s scores from predictions already drawn, so that a caller who also
+    plots them (the CLI, the demo) draws them once and shows the very numbers it prints."""
     y = check_labels(labels, model.architecture.num_classes, len(pred), where="evaluate labels")
     scores = metrics.classification_report(pred.probs, y, bins)
     scores["mean_entropy"] = float(pred.entropy.mean())
     scores["aurc"] = metrics.risk_coverage(pred.confidence, pred.labels == y)["aurc"]
-    if ood is not None:
-        ood_images = ood.images if hasattr(ood, "images") else ood
-        ood_pred = predict(model, ood_images, num_samples)
+    if ood_pred is not None:
         scores["auroc_ood"] = metrics.auroc(ood_pred.entropy, pred.entropy)
         scores["aupr_ood"] = metrics.aupr(ood_pred.entropy, pred.entropy)
         scores["fpr95_ood"] = metrics.fpr_at_tpr(ood_pred.entropy, pred.entropy, 0.95)

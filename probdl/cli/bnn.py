@@ -26,7 +26,7 @@ from probdl.data import (
 )
 from probdl.distributed import is_writer, launched_by_torchrun
 from probdl.errors import CheckpointError, DataError, ProbdlError, UsageError
-from probdl.files import atomic_write, check_writable
+from probdl.files import atomic_write
 
 DRIFT_SUFFIX = ".reference.json"
 DRIFT_ALPHA = 0.01
@@ -133,7 +133,7 @@ def train(args: argparse.Namespace) -> int:
         return relaunch_under_torchrun(args.nproc, args.argv)
     from probdl import bnn, plots
 
-    out = check_writable(args.out, what="run folder")
+    out = Path(args.out)  # created and probed for writing by main's OutputPaths
     data = load_data(args.data)
     train_set, val_set, test_set = split(data, val=0.15, test=0.2, seed=args.seed)
     kinds = {"bayesian": bnn.BayesianCNN, "deterministic": bnn.DeterministicCNN,
@@ -157,11 +157,10 @@ def train(args: argparse.Namespace) -> int:
     val_pred = bnn.predict(model, val_set.images)
     with atomic_write(_reference_path(model_path), "w") as fh:
         json.dump({"val_entropy": val_pred.entropy.tolist()}, fh)
-    torch.manual_seed(args.seed)  # the same draws again below: the plot shows the printed ECE
-    scores = bnn.evaluate(model, test_set)
-    written = [plots.training_curves(result.history, out / "training_curves.png")]
     torch.manual_seed(args.seed)
-    test_pred = bnn.predict(model, test_set.images)
+    test_pred = bnn.predict(model, test_set.images)  # scored and plotted: the plot's ECE is printed
+    scores = bnn.score(model, test_pred, test_set.labels)
+    written = [plots.training_curves(result.history, out / "training_curves.png")]
     written.append(plots.reliability_diagram(test_pred.probs, test_set.labels,
                                              out / "reliability.png"))
     scores.update(best_epoch=result.best_epoch, seconds=round(result.seconds, 1))
@@ -224,20 +223,18 @@ def evaluate(args: argparse.Namespace) -> int:
     # one seed for both passes: the plots draw the predictions the printed scores come from,
     # and every number in a plot's title is printed too; names of its own (evaluate_*.png)
     # leave train's reliability.png alone
-    torch.manual_seed(0)
-    scores = bnn.evaluate(model, test_set, num_samples=args.num_samples,
-                          ood=ood if args.ood == "noise" else None,
-                          check_split=args.seed is None)  # fmt: skip
+    if args.seed is None:
+        bnn.prediction.check_same_split(model, test_set)
     torch.manual_seed(0)
     pred = bnn.predict(model, test_set.images, num_samples=args.num_samples)
+    shifted = bnn.predict(model, ood, num_samples=args.num_samples) if ood is not None else None
+    scores = bnn.score(model, pred, test_set.labels, shifted if args.ood == "noise" else None)
     correct = pred.labels == test_set.labels
-    scores["aurc"] = metrics.risk_coverage(pred.confidence, correct)["aurc"]
     written = [
         plots.reliability_diagram(pred.probs, test_set.labels, out / "evaluate_reliability.png"),
         plots.risk_coverage_curve(pred.confidence, correct, out / "evaluate_risk_coverage.png"),
     ]
-    if ood is not None:
-        shifted = bnn.predict(model, ood, num_samples=args.num_samples)
+    if shifted is not None:
         if args.ood == "rotate":
             # rotation is dataset shift, not OOD: the labels still hold, so it is scored by
             # accuracy and NLL (on 8x8 digits its entropy AUROC swings with the seed)

@@ -41,8 +41,6 @@ from probdl.graph import BayesNet
 
 __all__ = ["HybridModel"]
 
-_PRIOR_TOL = 1e-6
-
 
 def _normalized(values: Any, k: int, where: str) -> np.ndarray:
     """A probability vector (k,) from positive weights or counts, or a ModelError."""

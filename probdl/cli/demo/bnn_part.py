@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from probdl.bnn import BayesianCNN, evaluate, predict, train
+from probdl.bnn import BayesianCNN, predict, score, train
 from probdl.data import load_digits, split
 
 EPOCHS = 30
@@ -25,14 +25,13 @@ def run(out_dir: Path) -> list[tuple[str, str]]:
     print(f"  SVI ({EPOCHS} epochs, batch 64): {seconds:.1f} s, best epoch {result.best_epoch}")
     noise = torch.rand(len(te), 1, 8, 8, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    scores = evaluate(model, te, num_samples=32, ood=noise)
+    pred = predict(model, te.images, 32)  # scored and plotted: the figures match the table
+    ood_pred = predict(model, noise, 32)
+    scores = score(model, pred, te.labels, ood_pred)
     print(f"  test split ({len(te)} images), 32 posterior samples:")
     for key in ("accuracy", "precision", "recall", "f1", "nll", "ece", "brier", "auroc_ood",
                 "auroc_ood_mi"):  # fmt: skip
         print(f"    {key:13s} {scores[key]:.4f}")
-    torch.manual_seed(0)  # the same weight draws as evaluate's, so figures match the table
-    pred = predict(model, te.images, 32)
-    ood_pred = predict(model, noise, 32)
     keep = ~pred.abstain(0.9)
     answered = float((pred.labels[keep] == te.labels[keep]).float().mean())
     print(f"  abstaining below confidence 0.9: answers {int(keep.sum())}/{len(te)}, "
