@@ -17,7 +17,18 @@ __all__ = ["CPTError", "CheckpointError", "DataError", "InferenceError", "ModelE
 
 
 class ProbdlError(Exception):
-    """Base class of every error probdl raises on bad input or an impossible request."""
+    """Base class of every error probdl raises on bad input or an impossible request.
+
+    ``ProbdlError(problem, fix=...)`` reads "problem; fix." and keeps both parts as the
+    attributes ``problem`` and ``fix`` (``fix`` is None when none was given apart), so that a
+    caller speaking other words than Python's, the command line, can swap the fix without
+    parsing the message.
+    """
+
+    def __init__(self, problem: str, *, fix: str | None = None) -> None:
+        super().__init__(problem if fix is None else f"{problem}; {fix}.")
+        self.problem = problem
+        self.fix = fix
 
 
 class DataError(ProbdlError, ValueError):

@@ -31,7 +31,8 @@ FORMAT = "probdl.bnn"
 # 2: the training tricks left the model's config; pixel range, temperature and split added
 VERSION = 2
 _STD_KEYS = ("standardize_mean_", "standardize_std_")
-# the fixes the messages end in, in Python's words; the command line says its own instead
+# the fixes the messages end in, in Python's words, given to the error apart (its fix
+# attribute) so that the command line can say its own instead
 RESAVE_FIX = "save it again with model.save(path), or retrain"
 OTHER_RUN_FIX = "resume with the same model settings, or use another checkpoint_dir"
 
@@ -85,11 +86,11 @@ def _read(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: cannot be read as a probdl checkpoint ({type(err).__name__}: "
             f"{_clip(str(err))}): the file is truncated, corrupt or not a torch file, or holds "
-            f"objects weights_only loading refuses; {RESAVE_FIX}."
+            f"objects weights_only loading refuses", fix=RESAVE_FIX
         ) from None
     if not isinstance(obj, dict) or obj.get("format") not in (FORMAT, FORMAT + ".training"):
         raise CheckpointError(
-            f"{path}: not a probdl.bnn checkpoint (no format tag {FORMAT!r}); {RESAVE_FIX}."
+            f"{path}: not a probdl.bnn checkpoint (no format tag {FORMAT!r})", fix=RESAVE_FIX
         )
     if obj.get("version") != VERSION:
         raise CheckpointError(
@@ -218,7 +219,7 @@ def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:
     if saved.get("kind") != model.kind or saved.get("config") != model.config():
         raise CheckpointError(
             f"{path}: the checkpoint was written for another model: "
-            f"{_config_difference(saved, model.kind, model.config())}; {OTHER_RUN_FIX}."
+            f"{_config_difference(saved, model.kind, model.config())}", fix=OTHER_RUN_FIX
         )
     device = next(iter(model.parameters())).device
     restore(model, saved, path)

@@ -219,7 +219,7 @@ def train(
         averages = state["averages"] if ema_decay > 0 else None
         if averages is not None and [a.shape for a in averages] != [p.shape for p in params]:
             raise CheckpointError(
-                f"{ckpt_path}: its parameter averages do not fit this model; {OTHER_RUN_FIX}."
+                f"{ckpt_path}: its parameter averages do not fit this model", fix=OTHER_RUN_FIX
             )
         torch.set_rng_state(state["rng"])
     ddp.broadcast_parameters(model)

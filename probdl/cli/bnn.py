@@ -172,10 +172,11 @@ def train(args: argparse.Namespace) -> int:
 # the library's fixes speak Python (model.save(path), size=(H, W), checkpoint_dir); the
 # command line replaces them with its own options
 def _cli_fix(err: ProbdlError, python_fix: str, cli_fix: str) -> ProbdlError:
-    """``err`` again, its ``python_fix`` said as ``cli_fix`` (the same error if it has none)."""
-    if python_fix not in str(err):
+    """``err`` again, its fix ``python_fix`` said as ``cli_fix`` (the same error if its fix is
+    another or none)."""
+    if err.fix != python_fix:
         return err
-    return type(err)(str(err).replace(python_fix, cli_fix))
+    return type(err)(err.problem, fix=cli_fix)
 
 
 def _load_model(path: str):

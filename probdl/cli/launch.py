@@ -61,8 +61,6 @@ def relaunch_under_torchrun(nproc: int, argv: Sequence[str]) -> int:
     int
         torchrun's exit code: 0 when every rank succeeded.
     """
-    import os
-
     from probdl import distributed
 
     if nproc < 1:
@@ -72,9 +70,7 @@ def relaunch_under_torchrun(nproc: int, argv: Sequence[str]) -> int:
             "--nproc was given inside a torchrun job; drop --nproc (torchrun's "
             "--nproc_per_node already sets the number of processes)."
         )
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        return subprocess.call(torchrun_command(nproc, argv), env=env)
+    try:  # torchrun and its ranks inherit main's OMP_WAIT_POLICY with the environment
+        return subprocess.call(torchrun_command(nproc, argv))
     except KeyboardInterrupt:
         return 130

@@ -246,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv  # what --nproc re-runs under torchrun
+    # OpenMP's threads otherwise spin after each parallel region, taking the cores of the other
+    # ranks under --nproc and of whoever shares the machine. Set here, before the command loads
+    # torch (the OpenMP runtime reads it once, when it starts), and inherited by the ranks torchrun
+    # starts for --nproc; a value the user set wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         with json_mode(getattr(args, "json", False)), _outputs(args) as outputs:

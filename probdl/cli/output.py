@@ -58,11 +58,11 @@ def emit_json(document: Any) -> None:
     out.flush()
 
 
-def _labelled(paths: Iterable[str | Path | None] | Mapping[str, str | Path | None]
-              ) -> list[tuple[str | None, str | Path | None]]:
-    if isinstance(paths, Mapping):
-        return list(paths.items())
-    return [(None, p) for p in paths]
+def _given(paths: Iterable[str | Path | None] | Mapping[str, str | Path | None]
+           ) -> list[tuple[str | None, str | Path]]:
+    """(option or None, path) for each path given: a None path is an option not given."""
+    pairs = paths.items() if isinstance(paths, Mapping) else ((None, p) for p in paths)
+    return [(label, p) for label, p in pairs if p is not None]
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -107,22 +107,23 @@ class OutputPaths:
                  folders: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
                  figures: Iterable[str | Path | None] | Mapping[str, str | Path | None] = (),
                  inputs: Mapping[str, str | Path | None] | None = None) -> None:
-        self.named = [(label or str(p), Path(p)) for label, p in
-                      [*_labelled(files), *_labelled(figures), *_labelled(folders)]
-                      if p is not None]
-        self.figures = [(label, Path(p)) for label, p in _labelled(figures) if p is not None]
-        self.files = [Path(p) for _, p in [*_labelled(files), *_labelled(figures)]
-                      if p is not None]
-        self.folders = [Path(p) for _, p in _labelled(folders) if p is not None]
-        self.inputs = [(label, Path(p)) for label, p in (inputs or {}).items() if p is not None]
+        files, figures, folders = _given(files), _given(figures), _given(folders)
+        self.figures = [(label, Path(p)) for label, p in figures]
+        # every output, labelled for the messages by its option or else by itself
+        self.outputs = [(label or str(p), Path(p)) for label, p in [*files, *figures]]
+        self.named = self.outputs + [(label or str(p), Path(p)) for label, p in folders]
+        self.files = [p for _, p in self.outputs]
+        self.folders = [Path(p) for _, p in folders]
+        self.inputs = [(label, Path(p)) for label, p in _given(inputs or {})]
         self.created: list[Path] = []
 
     def check(self) -> None:
         """Refuse a figure of a format that cannot be written, and two outputs that are one
         file (the second write would replace the first)."""
+        figures = [p for _, p in self.figures]
         for path in self.files:
             if path.is_dir():
-                example = "out.png" if path in [p for _, p in self.figures] else "out.csv"
+                example = "out.png" if path in figures else "out.csv"
                 raise DataError(f"{path}: is a folder; give a file name, e.g. {path / example}")
         for label, path in self.figures:
             try:
@@ -135,8 +136,7 @@ class OutputPaths:
                     raise UsageError(
                         f"{first} and {second} name the same file ({path}): one would "
                         f"overwrite the other; give each its own name.")
-        outputs = [(label, p) for label, p in self.named if p in self.files]
-        for label, path in outputs:
+        for label, path in self.outputs:
             for source, other in self.inputs:
                 if other.is_file() and _same(path, other):
                     raise UsageError(

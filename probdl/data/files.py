@@ -26,7 +26,8 @@ from probdl.errors import DataError
 
 __all__ = ["SIZE_FIX", "load_cifar", "load_idx", "load_image_folder", "load_images"]
 
-#: how a message about images of several sizes ends, in Python's words (the CLI says --resize)
+#: how a message about images of several sizes ends, in Python's words; given to DataError
+#: apart (its fix attribute), so that the CLI can say --resize instead
 SIZE_FIX = "pass size=(H, W) to resize them to one size"
 
 # IDX type codes (the third byte of the magic number) -> numpy big-endian dtype.
@@ -235,7 +236,7 @@ def _read_images(
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(
-            f"{where}: images differ in size ({sorted(shapes)[:3]}...); {SIZE_FIX}."
+            f"{where}: images differ in size ({sorted(shapes)[:3]}...)", fix=SIZE_FIX
         )
     return np.stack(arrays)
 

@@ -42,23 +42,32 @@ from probdl.graph import BayesNet
 __all__ = ["HybridModel"]
 
 
-def _normalized(values: Any, k: int, where: str) -> np.ndarray:
-    """A probability vector (k,) from positive weights or counts, or a ModelError."""
+def normalized(values: Any, k: int, what: str, per: str = "class", zero: str = "") -> np.ndarray:
+    """A probability vector (k,) from k positive weights or counts, or a ModelError.
+
+    ``what`` names the argument in the messages ("class prior for 'D1'", "digit_prior"), ``per``
+    what each entry belongs to, ``zero`` why an entry of 0 is refused. Public so that
+    :mod:`probdl.hybrid.digit_sums`, built on public names only, checks its prior the same way.
+    """
     try:
         arr = np.asarray(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as err:
-        raise ModelError(f"class prior for {where!r} is not numeric ({err}).") from None
+        raise ModelError(f"{what} is not numeric ({err}).") from None
     if arr.shape != (k,):
         raise ModelError(
-            f"class prior for {where!r} has {arr.size} entries but the node has {k} states; "
-            f"give one probability (or count) per class."
+            f"{what} has {arr.size} entries but the node has {k} states; "
+            f"give one probability (or count) per {per}."
         )
     if not np.isfinite(arr).all() or (arr <= 0).any():
-        raise ModelError(
-            f"class prior for {where!r} must be positive and finite, got {arr.tolist()}; a class "
-            f"with prior 0 cannot be divided out (did the training data lack a class?)."
-        )
+        raise ModelError(f"{what} must be positive and finite, got {arr.tolist()}"
+                         + (f"; {zero}." if zero else "."))
     return arr / arr.sum()
+
+
+def _class_prior(values: Any, k: int, node: str) -> np.ndarray:
+    """The class prior of ``node``'s classifier as given (weights or counts), normalized."""
+    return normalized(values, k, f"class prior for {node!r}", zero="a class with prior 0 "
+                      "cannot be divided out (did the training data lack a class?)")
 
 
 def _prior_from(source: Any, k: int, where: str) -> np.ndarray:
@@ -84,7 +93,7 @@ def _prior_from(source: Any, k: int, where: str) -> np.ndarray:
                 f"array instead."
             )
         return counts / counts.sum()
-    return _normalized(source, k, where)
+    return _class_prior(source, k, where)
 
 
 class HybridModel:
@@ -160,7 +169,7 @@ class HybridModel:
             return _prior_from(given, k, node), "argument"
         stored = getattr(model, "class_prior_", None)
         if stored is not None:
-            return _normalized(torch.as_tensor(stored).cpu().numpy(), k, node), "model"
+            return _class_prior(torch.as_tensor(stored).cpu().numpy(), k, node), "model"
         return np.full(k, 1.0 / k), "uniform"
 
     # ------------------------------------------------------------------ evidence

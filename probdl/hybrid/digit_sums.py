@@ -23,7 +23,7 @@ import torch
 
 from probdl.errors import ModelError
 from probdl.graph import BayesNet
-from probdl.hybrid.bridge import HybridModel
+from probdl.hybrid.bridge import HybridModel, normalized
 from probdl.hybrid.sums import pair_indices
 
 __all__ = ["digit_sum_accuracy", "digit_sum_network", "digit_sum_pairs"]
@@ -41,7 +41,10 @@ def digit_sum_network(num_digits: int = 10, digit_prior: Any = None) -> BayesNet
     if num_digits < 2:
         raise ModelError(f"digit_sum_network needs num_digits >= 2, got {num_digits}.")
     k = num_digits
-    prior = np.full(k, 1.0 / k) if digit_prior is None else _digit_prior(digit_prior, k)
+    prior = np.full(k, 1.0 / k)
+    if digit_prior is not None:
+        prior = normalized(digit_prior, k, "digit_prior", per="digit",
+                           zero="give every digit a positive weight")
     table = np.zeros((2 * k - 1, k, k))
     d1, d2 = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     table[d1 + d2, d1, d2] = 1.0
@@ -55,17 +58,6 @@ def digit_sum_network(num_digits: int = 10, digit_prior: Any = None) -> BayesNet
                    state_names={"S": list(range(2 * k - 1)), "D1": digits, "D2": digits}),
     )
     return BayesNet.from_pgmpy(model)
-
-
-def _digit_prior(values: Any, k: int) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as err:
-        raise ModelError(f"digit_prior is not numeric ({err}).") from None
-    if arr.shape != (k,) or not np.isfinite(arr).all() or (arr <= 0).any():
-        raise ModelError(f"digit_prior needs {k} positive finite weights (one per digit), got "
-                         f"{arr.tolist()}.")
-    return arr / arr.sum()
 
 
 def digit_sum_pairs(hybrid: HybridModel, test: Any, seed: int = 0, per_sample: bool = False,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, load_model, predict
-from probdl.bnn.checkpoint import FORMAT, VERSION
+from probdl.bnn.checkpoint import FORMAT, RESAVE_FIX, VERSION
 from probdl.errors import CheckpointError
 from tests.bnn.conftest import TINY
 
@@ -79,8 +79,11 @@ def test_truncated_file(tmp_path):
     path = _trained_like(BayesianCNN).save(tmp_path / "m.pt")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated"):
+    with pytest.raises(CheckpointError, match="truncated") as caught:
         BayesianCNN.load(path)
+    # the fix is kept apart, for the command line to say its own
+    assert caught.value.fix == RESAVE_FIX
+    assert str(caught.value) == f"{caught.value.problem}; {RESAVE_FIX}."
 
 
 def test_other_version_kind_and_architecture(tmp_path):

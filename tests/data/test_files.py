@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from probdl.data import load_cifar, load_idx, load_image_folder
+from probdl.data.files import SIZE_FIX
 from probdl.errors import DataError
 
 
@@ -140,8 +141,9 @@ def test_load_image_folder_labels_by_subfolder(tmp_path):
 
 def test_load_image_folder_grey_and_resize(tmp_path):
     write_folder(tmp_path / "imgs", sizes=((6, 5), (9, 7)), mode="L")
-    with pytest.raises(DataError, match="differ in size"):
+    with pytest.raises(DataError, match="differ in size") as caught:
         load_image_folder(tmp_path / "imgs")
+    assert caught.value.fix == SIZE_FIX  # kept apart, for the command line to say --resize
     ds = load_image_folder(tmp_path / "imgs", size=(8, 8))
     assert ds.images.shape == (4, 1, 8, 8)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from probdl.bnn import BayesianCNN, predict, train
+from probdl.errors import ModelError
 from probdl.hybrid import (
     HybridModel,
     digit_sum_accuracy,
@@ -43,3 +45,14 @@ def test_sum_raises_digit_accuracy_on_the_test_split(digits):
     # the CNN-alone figure is the classifier's own accuracy on the whole split
     alone = (predict(model, test.images, 8).labels == test.labels).float().mean()
     assert abs(scores["cnn_accuracy"] - float(alone)) < 0.05
+
+
+def test_digit_prior_is_checked_like_a_class_prior():
+    bn = digit_sum_network(num_digits=3, digit_prior=[1, 2, 1])
+    np.testing.assert_allclose(bn.cpd("D1"), [0.25, 0.5, 0.25])
+    with pytest.raises(ModelError, match="digit_prior has 2 entries but the node has 3 states"):
+        digit_sum_network(num_digits=3, digit_prior=[1, 2])
+    with pytest.raises(ModelError, match=r"digit_prior must be positive and finite.*every digit"):
+        digit_sum_network(num_digits=3, digit_prior=[1, 0, 1])
+    with pytest.raises(ModelError, match="digit_prior is not numeric"):
+        digit_sum_network(num_digits=3, digit_prior=["a", "b", "c"])
