@@ -12,6 +12,7 @@ from probdl.bnn import BayesianCNN, DeterministicCNN, MCDropoutCNN, Optim, predi
 from probdl.bnn.calibration import (
     _best_temperature,
     _generalizes,
+    _image_nll,
     fit_temperature,
     temperature_nll,
 )
@@ -61,6 +62,53 @@ def test_the_fit_minimizes_the_nll_and_is_kept_only_where_it_carries_over():
     )
     assert _best_temperature(right, torch.zeros(40, dtype=torch.long)) == 1.0
 
+
+
+def test_a_fit_set_by_a_few_images_is_not_kept_even_where_it_crosses_over():
+    """500 confident, right images, 8 right by a small margin and 5 wrong: the NLL-optimal
+    T (.36) sharpens for the few, and on this split it also lowers the other half's NLL
+    (the plain cross-fit the guard used to be), but by less than two standard errors of the
+    per-image gains. T stays 1. The systematic case above keeps its fit."""
+    gen = torch.Generator().manual_seed(1)
+    z = torch.zeros(1, 500, 10)
+    z[0, :, 0] = 10.0
+    y = torch.zeros(500, dtype=torch.long)
+    perm = torch.randperm(500, generator=gen)
+    wrong, close = perm[:5], perm[5:13]
+    z[0, wrong, 0] = 0.0
+    z[0, wrong, 1] = 0.5 + torch.rand(5, generator=gen)
+    z[0, close, 0] = 1.0 + torch.rand(8, generator=gen)
+    z[0, close, 1] = 0.0
+    t = _best_temperature(z, y)
+    assert t < 0.5
+    order = torch.randperm(500, generator=torch.Generator().manual_seed(0))
+    halves = order[:250], order[250:]
+    for fit, check in (halves, halves[::-1]):  # the old guard: passes on both halves
+        t_half = _best_temperature(z[:, fit], y[fit])
+        assert temperature_nll(z[:, check], y[check], t_half) < temperature_nll(
+            z[:, check], y[check], 1.0
+        )
+    assert not _generalizes(z, y, seed=0)
+
+
+def test_a_softening_fit_needs_only_to_carry_over():
+    """The mirror case: 5 of 500 images confidently wrong ask for T near 1.25. The gain on
+    each held-out half is again within two standard errors, but softening is the cautious
+    direction: the fit is kept."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.zeros(1, 500, 10)
+    z[0, :, 0] = 8.0 + 4 * torch.rand(500, generator=gen)
+    y = torch.zeros(500, dtype=torch.long)
+    wrong = torch.randperm(500, generator=gen)[:5]
+    z[0, wrong, 0] = 0.0
+    z[0, wrong, 1] = 6.0 * (0.5 + torch.rand(5, generator=gen))
+    assert 1.1 < _best_temperature(z, y) < 1.5
+    order = torch.randperm(500, generator=torch.Generator().manual_seed(0))
+    for fit, check in ((order[:250], order[250:]), (order[250:], order[:250])):
+        t = _best_temperature(z[:, fit], y[fit])
+        gain = _image_nll(z[:, check], y[check], 1.0) - _image_nll(z[:, check], y[check], t)
+        assert 0 < float(gain.mean()) < 2 * float(gain.std()) / math.sqrt(len(gain))
+    assert _generalizes(z, y, seed=0)
 
 def test_fitted_temperature_is_stored_and_predict_uses_it(small_digits):
     tr, va, _ = small_digits
