@@ -162,8 +162,9 @@ def report(out: Path, command: str) -> str:
         "per seed). See the module docstring of `benchmarks/bench_bnn.py` for the settings.",
     ]
     for name in DATASETS:
-        rows = [r for path in sorted(RUNS.glob(f"{name}*.json"))
-                for r in json.loads(path.read_text())]  # fmt: skip
+        rows = sorted((r for path in RUNS.glob(f"{name}*.json")
+                       for r in json.loads(path.read_text())),
+                      key=lambda r: r["seed"])  # seed order: the T column lists them so
         if not rows:
             continue
         variants = list(dict.fromkeys(r["variant"] for r in rows))
