@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -94,47 +95,78 @@ def score(sample_probs, labels, ood_probs, rot_probs, seconds) -> dict[str, floa
     }
 
 
-def run_dataset(name: str, seeds: range, quick: bool, peers: bool) -> list[dict]:
+class Data(NamedTuple):
+    """One dataset as the benchmark uses it: the splits, the epochs, OOD and rotated images."""
+
+    name: str
+    train: Any
+    val: Any
+    test: Any
+    epochs: int
+    ood: torch.Tensor
+    rotated: torch.Tensor
+
+
+def load(name: str, quick: bool = False) -> Data:
+    """The benchmark's split, epochs, OOD patches and 30-degree rotated test images of name."""
     loader, val, test, epochs = DATASETS[name]
-    epochs = 2 if quick else epochs
     tr, va, te = split(loader(), val=val, test=test, seed=0)
+    return Data(name, tr, va, te, 2 if quick else epochs, photo_patches(len(te), tr.shape),
+                rotate(te.images, 30))  # fmt: skip
+
+
+def run_one(data: Data, kind: str, seed: int, model_kwargs: dict[str, Any] | None = None,
+            objective: Any = None, variant: str | None = None) -> dict:  # fmt: skip
+    """Train one model of kind (constructor kwargs on top of the defaults) and score it.
+
+    Model seed = ``train`` seed = seed, ``train``'s defaults but for ``objective`` (None: its
+    default); the scores with the fitted temperature and, as ``*_t1``, at T = 1.
+    """
+    tr, va, te = data.train, data.val, data.test
     c, h, w = tr.shape
-    ood = photo_patches(len(te), tr.shape)
-    rotated = rotate(te.images, 30)
+    model = KINDS[kind](c, len(tr.classes), (h, w), seed=seed, **(model_kwargs or {}))
+    start = time.perf_counter()
+    result = train(model, tr, va, epochs=data.epochs, objective=objective, seed=seed,
+                   progress=False)  # fmt: skip
+    seconds = time.perf_counter() - start
+    torch.manual_seed(seed)
+    test_p, ood_p, rot_p = (predict(model, x, SAMPLES).sample_probs
+                            for x in (te.images, data.ood, data.rotated))  # fmt: skip
+    row = score(test_p, te.labels, ood_p, rot_p, seconds)
+    model.temperature_ = 1.0  # the same model without its fitted temperature
+    torch.manual_seed(seed)
+    test_p, rot_p = (predict(model, x, SAMPLES).sample_probs for x in (te.images, data.rotated))
+    raw = score(test_p, te.labels, ood_p, rot_p, seconds)
+    row.update({f"{k}_t1": raw[k] for k in ("nll", "ece", "rot30_nll")})
+    row.update(dataset=data.name, variant=variant or kind, seed=seed, epochs=data.epochs,
+               temperature=result.temperature, best_epoch=result.best_epoch)  # fmt: skip
+    return row
+
+
+def run_dataset(name: str, seeds: range, quick: bool, peers: bool) -> list[dict]:
+    data = load(name, quick)
+    tr, va, te, ood, rotated = data.train, data.val, data.test, data.ood, data.rotated
+    c, h, w = tr.shape
     rows = []
     for kind in KINDS:  # warm-up: the first call in a process pays one-time costs
         train(KINDS[kind](c, len(tr.classes), (h, w)), tr, va, epochs=1, progress=False)
     for seed in seeds:
         for kind in ("DeterministicCNN", "BayesianCNN", "MCDropoutCNN"):
-            model = KINDS[kind](c, len(tr.classes), (h, w), seed=seed)
-            start = time.perf_counter()
-            result = train(model, tr, va, epochs=epochs, seed=seed, progress=False)
-            seconds = time.perf_counter() - start
-            torch.manual_seed(seed)
-            test_p, ood_p, rot_p = (predict(model, x, SAMPLES).sample_probs
-                                    for x in (te.images, ood, rotated))  # fmt: skip
-            row = score(test_p, te.labels, ood_p, rot_p, seconds)
-            model.temperature_ = 1.0  # the same model without its fitted temperature
-            torch.manual_seed(seed)
-            test_p, rot_p = (predict(model, x, SAMPLES).sample_probs for x in (te.images, rotated))
-            raw = score(test_p, te.labels, ood_p, rot_p, seconds)
-            row.update({f"{k}_t1": raw[k] for k in ("nll", "ece", "rot30_nll")})
-            row.update(dataset=name, variant=kind, seed=seed, epochs=epochs,
-                       temperature=result.temperature, best_epoch=result.best_epoch)
+            row = run_one(data, kind, seed)
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                               for k, v in row.items()}), flush=True)  # fmt: skip
     if peers and name == "digits" and 0 in seeds:
-        data = Standardized(tr, va, te)
+        standardized = Standardized(tr, va, te)
         for label, fn in (("plain torch, Adam 1e-3", plain_torch),
                           ("naive Pyro, PyroSample + AutoNormal", naive_pyro),
                           ("bayesian-torch, KL as shipped", lambda *a: bayesian_torch(*a, False)),
                           ("bayesian-torch, KL corrected", lambda *a: bayesian_torch(*a, True))):
-            times, sample = fn(data, epochs, 64, 0)
+            times, sample = fn(standardized, data.epochs, 64, 0)
             torch.manual_seed(0)
             row = score(sample(te.images, SAMPLES), te.labels, sample(ood, SAMPLES),
                         sample(rotated, SAMPLES), sum(times))  # fmt: skip
-            row.update(dataset=name, variant=f"peer: {label}", seed=0, epochs=epochs)
+            row.update(dataset=name, variant=f"peer: {label}", seed=0, epochs=data.epochs)
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                               for k, v in row.items()}), flush=True)  # fmt: skip
