@@ -158,7 +158,6 @@ def _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, 
                         pot_cards, prune)
         with_pot = pot_start[c] >= 0 and not prune
         nch = gr_start[c + 1] - gr_start[c]
-        run = _last(h, T, S, hcard, last)
         _start(h, T, idx, base, digit)
         tab = tab_off[c]
         up = up_off[c]
@@ -179,6 +178,7 @@ def _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, 
                     lost |= under
                 work[gp_off[g] + s] = val
         fast = not lg and not with_soft and not prune
+        run = 1 if fast else _last(h, T, S, hcard, last)  # the slow loop's inner digit
         if fast:  # the common case as a tight loop: factors times children, summed
             # every factor is at most 1: products of non-zero factors can only fall below
             # FLOOR if the smallest non-zero ones can (``lmin``: the CPTs' and potentials'
@@ -305,7 +305,9 @@ def _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, 
         _start(h, T, idx, base, digit)
         z = 0.0
         top = -np.inf
+        R, q = 1, 0
         if not lg:  # probabilities: a tight loop, normalized in the next pass
+            # offs, dig and vary depend on the clique only: the second loop below reuses them
             R, q = _inner(h, T, S, hcard, offs, dig, vary)
             for blk in range(size // R):
                 zb = _belief_run(R, tab + blk * R, dn, K, has_parent, idx, offs, vary, work)
@@ -346,10 +348,8 @@ def _row(r, buf, off, cpt, pot, lmin, factor_on, states, hidden, soft, weights, 
         if not lg and not fast and not spread:
             for j in range(size):
                 work[tab + j] /= z
-        run = _last(h, T, S, hcard, last)
-        _start(h, T, idx, base, digit)
-        if fast:  # the common case: the belief summed onto each group's separator
-            R, q = _inner(h, T, S, hcard, offs, dig, vary)
+        _start(h, T, idx, base, digit)  # run, R and q as for the loop above
+        if fast:  # the common case: the belief summed onto each group's separator (not lg)
             for blk in range(size // R):
                 nh = _homes(c, h, q, hv_start, hv_pos, hidx, cl_start, cl_var, columns, digit,
                             home_col, home_digit, with_post)
