@@ -21,7 +21,9 @@ from probdl.graph.stream import missing_as_nan
 
 def note_first_compile() -> None:
     """Say on stderr why the first command after an install pauses: numba compiles the
-    engine's loops once (10-30 s on a small machine) and caches them beside the package."""
+    engine's loops once (10-30 s on a small machine) and caches them beside the package.
+    Each ``bn`` command calls it once, before its inference (reading a network compiles
+    nothing, and ``bn fit --init`` reads two)."""
     import probdl.graph.inference as inference
 
     folder = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(inference.__file__).parent /
@@ -34,7 +36,6 @@ def note_first_compile() -> None:
 
 def load_network(spec: str) -> BayesNet:
     """A network from a file path (by suffix) or the name of a bundled network."""
-    note_first_compile()
     path = Path(spec)
     if path.suffix.lower() in NETWORK_SUFFIXES or path.exists():
         if not path.is_file():
@@ -81,6 +82,7 @@ def _write_csv(frame: pd.DataFrame, path: str) -> None:
 
 
 def query(args: argparse.Namespace) -> int:
+    note_first_compile()
     bn = load_network(args.net)
     targets = [t.strip() for group in args.target for t in group.split(",") if t.strip()]
     evidence = parse_evidence(args.evidence)
@@ -145,6 +147,7 @@ def fit(args: argparse.Namespace) -> int:
 
         return relaunch_under_torchrun(args.nproc, args.argv)
     out_format = network_format(args.out)  # an unknown suffix fails now, not after EM
+    note_first_compile()
     bn = load_network(args.net)
     rows = read_rows(args.data, bn.states)
     init = load_network(args.init) if args.init else None
@@ -202,6 +205,7 @@ def _posterior_table(bn: BayesNet, rows: pd.DataFrame, probabilities: dict[str, 
 
 
 def impute(args: argparse.Namespace) -> int:
+    note_first_compile()
     bn = load_network(args.net)
     rows = read_rows(args.data, bn.states)
     filled, probabilities = bn.impute(rows)
