@@ -203,18 +203,24 @@ def checkpoint_epoch(path: str | Path) -> int:
     CheckpointError
         The file is no readable training checkpoint.
     """
-    obj = _read(path)
-    if obj["format"] != FORMAT + ".training" or not isinstance(obj.get("epoch"), int):
+    obj = _read_training(path)
+    if not isinstance(obj.get("epoch"), int):
         raise CheckpointError(f"{path}: a model file, not a training checkpoint.")
     return obj["epoch"]
+
+
+def _read_training(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint's contents; a CheckpointError for a model file."""
+    obj = _read(path)
+    if obj["format"] != FORMAT + ".training":
+        raise CheckpointError(f"{path}: a model file, not a training checkpoint.")
+    return obj
 
 
 def load_training_state(path, model, optimizer, scheduler) -> dict[str, Any]:
     """Restore model, optimizer and schedule from a training checkpoint in place."""
     path = Path(path)
-    obj = _read(path)
-    if obj["format"] != FORMAT + ".training":
-        raise CheckpointError(f"{path}: a model file, not a training checkpoint.")
+    obj = _read_training(path)
     saved = obj["model"]
     if saved.get("kind") != model.kind or saved.get("config") != model.config():
         raise CheckpointError(
