@@ -221,11 +221,10 @@ def evaluate(args: argparse.Namespace) -> int:
     test_set = _test_split(model, load_data(args.data), args)
     out = Path(args.out) if args.out else Path(args.model).parent
     ood = _ood_images(args.ood, test_set) if args.ood else None
-    # one seed for both passes: the plots draw the predictions the printed scores come from,
-    # and every number in a plot's title is printed too; names of its own (evaluate_*.png)
-    # leave train's reliability.png alone
-    if args.seed is None:
-        bnn.prediction.check_same_split(model, test_set)
+    # one prediction pass: the plots draw the predictions the printed scores come from, and
+    # every number in a plot's title is printed too; names of its own (evaluate_*.png) leave
+    # train's reliability.png alone. (No check_same_split: _test_split made the split from
+    # the model's own seed and fractions, or --seed asked for another on purpose.)
     torch.manual_seed(0)
     pred = bnn.predict(model, test_set.images, num_samples=args.num_samples)
     shifted = bnn.predict(model, ood, num_samples=args.num_samples) if ood is not None else None
