@@ -153,7 +153,7 @@ def fit(args: argparse.Namespace) -> int:
     init = load_network(args.init) if args.init else None
     fitted = bn.fit(rows, latent=_parse_latent(args.latent, bn, rows, args.data),
                     prior=args.prior, max_iter=args.max_iter, init=init,
-                    n_restarts=args.restarts, seed=args.seed)
+                    n_restarts=args.restarts, seed=args.seed, n_jobs=args.n_jobs)
     if is_writer():
         fitted.write(args.out)
         if out_format == "uai":

@@ -58,6 +58,13 @@ def _whole(low: int):
     return parse
 
 
+def _jobs(text: str) -> int:
+    value = _whole(-1)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more, or -1 for every core, got 0")
+    return value
+
+
 def _number(low: float, high: float = math.inf, low_open: bool = False):
     def parse(text: str) -> float:
         try:
@@ -186,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EM runs from this many random starts; the best objective is kept")
     f.add_argument("--seed", type=int, default=0, help="seed of the random starts")
     f.add_argument("--nproc", type=_whole(1), default=1, help="processes under torchrun")
+    f.add_argument("--n-jobs", type=_jobs, default=1,
+                   help="threads for EM's E-step, each on a block of the rows; -1: every core")
     f.add_argument("--json", action="store_true")
     m = _command(
         bn_sub,

@@ -55,6 +55,21 @@ def test_bn_fit_and_impute_round_trip(tmp_path, capsys):
     assert (filled[observed] == rows[observed].astype(str))[observed].all().all()
 
 
+def test_bn_fit_on_two_threads_writes_the_one_thread_fit(tmp_path, asia_rows, capsys):
+    from probdl import BayesNet
+
+    data, _ = asia_rows
+    for jobs in ("1", "2"):
+        assert main(["bn", "fit", "asia", str(data), "--out", str(tmp_path / f"f{jobs}.bif"),
+                     "--max-iter", "5", "--n-jobs", jobs]) == 0
+    one, two = (BayesNet.read(tmp_path / f"f{jobs}.bif") for jobs in ("1", "2"))
+    for v in one.variables:
+        np.testing.assert_allclose(two.cpd(v), one.cpd(v), atol=1e-12)
+    with pytest.raises(SystemExit):
+        main(["bn", "fit", "asia", str(data), "--out", str(tmp_path / "x.bif"), "--n-jobs", "0"])
+    assert "--n-jobs: must be 1 or more, or -1 for every core" in capsys.readouterr().err
+
+
 @pytest.fixture
 def asia_rows(tmp_path):
     """400 rows of asia, 10% of cells missing, as a CSV; and the frame."""

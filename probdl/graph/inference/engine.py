@@ -184,7 +184,6 @@ class Engine:
             run_shared_rows(*self.tree_arrays, cpt, pot, self.lmin, factor_on, states, hidden,
                             soft, weights, width, lg, maxprod, down, uniforms, log_z, post,
                             cpt_counts, pot_counts, failed, assign)
-        self.last_used = used  # which tree each row ran on (tests, benchmarks)
         bad = np.flatnonzero(used >= 2)
         if bad.size:
             r = int(bad[0])
@@ -193,6 +192,9 @@ class Engine:
             if used[r] == 3:
                 self._too_big(r, own, cliques, hidden, budget)
             self._too_big(r, need[r], self.tree.cliques, hidden, budget)
+        # which tree each row ran on (0 the network's, 1 its own), returned rather than kept
+        # on the engine so that threads sharing an engine (EM's n_jobs) do not mix rows up
+        return used
 
     def _kept(self, keep, lo, states, hidden, route, cost, factor_on, target):
         """The rows' own trees kept in ``keep`` for the span starting at ``lo`` (built on
@@ -253,13 +255,13 @@ class Engine:
             part = slice(lo, hi)
             failed = np.zeros(hi - lo, dtype=bool)
             p = post[part] if want == "post" else post
-            self._call(states[part], hidden[part], soft[part] if soft.size else soft,
-                       weights[part], factor_on, False, False, _WANT[want], _NO_U,
-                       log_z[part], p, counts, failed, _NO_ASSIGN, width, route[part],
-                       need[part], cost[part], memory_budget, tgt,
-                       self._kept(keep, lo, states[part], hidden[part], route[part],
-                                  cost[part], factor_on, tgt))
-            own[part] = self.last_used == 1
+            used = self._call(states[part], hidden[part], soft[part] if soft.size else soft,
+                              weights[part], factor_on, False, False, _WANT[want], _NO_U,
+                              log_z[part], p, counts, failed, _NO_ASSIGN, width, route[part],
+                              need[part], cost[part], memory_budget, tgt,
+                              self._kept(keep, lo, states[part], hidden[part], route[part],
+                                         cost[part], factor_on, tgt))
+            own[part] = used == 1
             redo = np.flatnonzero(failed)
             if redo.size:  # near underflow: the same rows in logarithms
                 rows = redo + lo
