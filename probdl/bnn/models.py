@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import pyro
@@ -70,6 +71,25 @@ def _inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+INIT_KINDS = ("conv", "dense")
+
+
+def _init_scales(init_scale: Any) -> dict[str, float]:
+    """``init_scale`` as {"conv": sd, "dense": sd}; a ModelError for anything else."""
+    if isinstance(init_scale, Mapping):
+        if sorted(init_scale) != sorted(INIT_KINDS):
+            raise ModelError(
+                f"init_scale as a dict needs exactly the keys {list(INIT_KINDS)} (the output "
+                f"layer counts as dense), got {sorted(map(str, init_scale))}."
+            )
+        scales = {k: init_scale[k] for k in INIT_KINDS}
+    else:
+        scales = dict.fromkeys(INIT_KINDS, init_scale)
+    _check_positive(**{f"init_scale[{k!r}]" if isinstance(init_scale, Mapping) else
+                       "init_scale": v for k, v in scales.items()})  # fmt: skip
+    return {k: float(v) for k, v in scales.items()}
+
+
 class BayesianCNN(CNNBase):
     """A CNN whose weights have a mean-field Normal posterior, fitted by Pyro SVI.
 
@@ -92,9 +112,12 @@ class BayesianCNN(CNNBase):
         ``"mixture"``: the scale mixture ``pi N(0, sigma1) + (1 - pi) N(0, sigma2)`` of
         Blundell et al. (its KL has no closed form; SVI estimates it by sampling).
     mixture : (pi, sigma1, sigma2)
-    init_scale : float
-        Initial posterior standard deviation of every weight; the means start as a
-        Kaiming-initialized network.
+    init_scale : float or {"conv": float, "dense": float}
+        Initial posterior standard deviation of every weight, or of the convolutions' and the
+        dense layers' (the output layer included); the means start as a Kaiming-initialized
+        network. Within a ``train`` call the scales move little from where they start (Adam
+        moves each log-scale by about the learning rate per step), so this sets how much
+        the weights vary in the fitted posterior.
     seed : int
         Seed of the initialization.
     """
@@ -126,7 +149,8 @@ class BayesianCNN(CNNBase):
             raise ModelError(f"bayesian_layers must be 'all' or 'last', got {bayesian_layers!r}.")
         if prior not in PRIORS:
             raise ModelError(f"prior must be one of {PRIORS}, got {prior!r}.")
-        _check_positive(prior_sigma=prior_sigma, init_scale=init_scale)
+        _check_positive(prior_sigma=prior_sigma)
+        scales = _init_scales(init_scale)
         try:
             pi, s1, s2 = (float(m) for m in mixture)
         except (TypeError, ValueError):
@@ -139,7 +163,7 @@ class BayesianCNN(CNNBase):
         self.prior_sigma = float(prior_sigma)
         self.prior = prior
         self.mixture = (pi, s1, s2)
-        self.init_scale = float(init_scale)
+        self.init_scale = scales if isinstance(init_scale, Mapping) else float(init_scale)
 
         gen = torch.Generator().manual_seed(self.seed)
         self.bayes_names = arch.names(bayesian_layers)
@@ -149,9 +173,12 @@ class BayesianCNN(CNNBase):
         # every access into a pyro.param site, bookkeeping the one-site design avoids.
         self.variational = torch.nn.Module()
         self.variational.loc = torch.nn.Parameter(loc)
-        self.variational.rho = torch.nn.Parameter(
-            torch.full_like(loc, _inverse_softplus(self.init_scale))
-        )
+        shapes = dict(arch.layer_shapes)
+        self.variational.rho = torch.nn.Parameter(torch.cat([
+            torch.full((math.prod(shapes[n]),), _inverse_softplus(
+                scales["conv" if n.startswith("conv") else "dense"]))
+            for n in self.bayes_names
+        ]))  # fmt: skip
         self.variational.det = torch.nn.Parameter(
             arch.init_weights(gen, self.det_names) if self.det_names else torch.zeros(0)
         )

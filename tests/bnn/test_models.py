@@ -135,6 +135,17 @@ def test_guide_means_start_kaiming_and_scales_small():
     assert conv1.std().item() == pytest.approx((2 / 288) ** 0.5, rel=0.05)
 
 
+def test_init_scale_by_layer_kind_starts_each_layer_there_and_saves(tmp_path):
+    model = BayesianCNN(1, 10, (8, 8), init_scale={"conv": 0.02, "dense": 3e-4}, **TINY)
+    scales = model.architecture.unflatten(model.posterior_scale())
+    for name, value in scales.items():  # the output layer counts as dense
+        expected = 0.02 if name.startswith("conv") else 3e-4
+        torch.testing.assert_close(value, torch.full_like(value, expected))
+    back = BayesianCNN.load(model.save(tmp_path / "m.probdl"))
+    assert back.init_scale == {"conv": 0.02, "dense": 3e-4}
+    torch.testing.assert_close(back.posterior_scale(), model.posterior_scale())
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -142,6 +153,9 @@ def test_guide_means_start_kaiming_and_scales_small():
         {"prior": "laplace"},
         {"prior_sigma": 0.0},
         {"init_scale": -1.0},
+        {"init_scale": {"conv": 0.01}},
+        {"init_scale": {"conv": 0.01, "dense": 0.0}},
+        {"init_scale": {"conv": 0.01, "dense": 1e-3, "out": 1e-3}},
         {"mixture": (1.5, 1.0, 0.1)},
         {"mixture": "wide"},
         {"prior_sigma": "1"},
