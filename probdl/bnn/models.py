@@ -76,18 +76,17 @@ INIT_KINDS = ("conv", "dense")
 
 def _init_scales(init_scale: Any) -> dict[str, float]:
     """``init_scale`` as {"conv": sd, "dense": sd}; a ModelError for anything else."""
-    if isinstance(init_scale, Mapping):
-        if sorted(init_scale) != sorted(INIT_KINDS):
-            raise ModelError(
-                f"init_scale as a dict needs exactly the keys {list(INIT_KINDS)} (the output "
-                f"layer counts as dense), got {sorted(map(str, init_scale))}."
-            )
-        scales = {k: init_scale[k] for k in INIT_KINDS}
-    else:
-        scales = dict.fromkeys(INIT_KINDS, init_scale)
-    _check_positive(**{f"init_scale[{k!r}]" if isinstance(init_scale, Mapping) else
-                       "init_scale": v for k, v in scales.items()})  # fmt: skip
-    return {k: float(v) for k, v in scales.items()}
+    if not isinstance(init_scale, Mapping):
+        _check_positive(init_scale=init_scale)
+        return dict.fromkeys(INIT_KINDS, float(init_scale))
+    if set(init_scale) != set(INIT_KINDS):
+        raise ModelError(
+            f"init_scale as a dict needs exactly the keys {list(INIT_KINDS)} (the output "
+            f"layer counts as dense), got {list(init_scale)}."
+        )
+    for kind in INIT_KINDS:
+        _check_positive(**{f"init_scale[{kind!r}]": init_scale[kind]})
+    return {kind: float(init_scale[kind]) for kind in INIT_KINDS}
 
 
 class BayesianCNN(CNNBase):
@@ -138,7 +137,7 @@ class BayesianCNN(CNNBase):
         prior_sigma: float = 1.0,
         prior: str = "normal",
         mixture: tuple[float, float, float] = (0.5, 1.0, 0.0025),
-        init_scale: float = 1e-3,
+        init_scale: float | Mapping[str, float] = 1e-3,
         seed: int = 0,
     ) -> None:
         arch = Architecture(

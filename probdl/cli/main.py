@@ -59,9 +59,9 @@ def _whole(low: int):
 
 
 def _jobs(text: str) -> int:
-    value = _whole(-1)(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be 1 or more, or -1 for every core, got 0")
+    value = _whole(-(2**31))(text)
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, or -1 for every core, got {value}")
     return value
 
 

@@ -13,15 +13,18 @@ over each CPT column. The E-step runs the inference engine's junction tree over 
 rows (each weighted by how often it occurs): a family's expected counts are
 sum_r w_r P(family | row r), read from the calibrated clique where its CPT is multiplied. The
 tree is compiled once per fit; each iteration only puts new CPT values in. With ``n_jobs`` the
-rows are cut into that many blocks E-stepped by threads at once: the compiled loops release the
-GIL, every block writes its own counts, and the blocks' counts are summed in block order, so a
-fit depends on ``n_jobs`` only through the order of that sum (about 1e-15 relative).
+rows are cut into at least that many blocks E-stepped by threads at once: the compiled loops
+release the GIL, every block writes its own counts, and the blocks' counts are summed in block
+order. With the same blocks (``batch_size`` small enough) a threaded fit is the one-thread fit
+bit for bit; other blocks change the order of sums and, since each block decides afresh which
+rows get a tree of their own, which tree a row runs on: the fits then agree to rounding.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -100,8 +103,9 @@ def fit(
         distinct rows and an all-reduce sums the expected counts, so the fit equals the
         one-process fit (None: when launched by torchrun with several processes).
     n_jobs : int, optional
-        Threads E-stepping blocks of the distinct rows at once (None: 1; -1: every core). Each
-        thread keeps to the memory budget, so peak memory grows with it.
+        Threads E-stepping blocks of the distinct rows at once (None: 1; -1: every core this
+        process may use; under torchrun each rank takes that many). Each thread keeps to the
+        memory budget, so peak memory can reach ``n_jobs`` times it.
 
     Returns
     -------
@@ -201,7 +205,12 @@ def _threads(n_jobs: Any) -> int:
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) \
             or not (n_jobs >= 1 or n_jobs == -1):
         raise DataError(f"n_jobs must be an integer >= 1, or -1 for every core, got {n_jobs!r}")
-    return (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    if n_jobs != -1:
+        return int(n_jobs)
+    # the cores this process may run on (a container's or taskset's limit), not the machine's
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class _Estep:
@@ -232,17 +241,30 @@ class _Estep:
                           want="counts" if need_counts else "logz", weights=self.weight[part],
                           keep=self.kept[i])
 
+    def _outputs(self, engine: Engine, need_counts: bool) -> Iterator[dict]:
+        """Each block's output in block order. Threads keep at most ``threads`` blocks in
+        flight, so memory stays that of a few blocks however many rows there are."""
+        def run(i: int) -> dict:
+            return self._block(engine, i, need_counts)
+
+        if self.threads == 1 or len(self.blocks) == 1:
+            yield from map(run, range(len(self.blocks)))
+            return
+        with ThreadPoolExecutor(self.threads) as pool:
+            pending: deque = deque()
+            for i in range(len(self.blocks)):
+                pending.append(pool.submit(run, i))
+                if len(pending) == self.threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
     def __call__(self, cpts: Mapping[str, np.ndarray], need_counts: bool):
         names = self.spec.variables
         engine = self.engine.with_cpts([cpts[v] for v in names])
         flat = np.zeros(engine.flat.size)
         loglik = 0.0
-        order = range(len(self.blocks))
-        if self.threads > 1 and len(self.blocks) > 1:
-            with ThreadPoolExecutor(min(self.threads, len(self.blocks))) as pool:
-                outs = list(pool.map(lambda i: self._block(engine, i, need_counts), order))
-        else:
-            outs = (self._block(engine, i, need_counts) for i in order)
+        outs = self._outputs(engine, need_counts)
         for part, out in zip(self.blocks, outs, strict=True):  # block order: reproducible sums
             loglik += float(np.dot(self.weight[part], out["log_z"]))
             if need_counts:

@@ -145,3 +145,27 @@ def test_kept_own_trees_answer_like_trees_built_anew():
         assert kept["own"].any() and (kept["own"] == anew["own"]).all()
         np.testing.assert_array_equal(kept["log_z"], anew["log_z"])
         np.testing.assert_array_equal(kept["counts"], anew["counts"])
+
+
+def test_threads_sharing_an_engine_get_their_own_rows_answers():
+    """EM's n_jobs runs one engine from several threads at once: a call must keep nothing on
+    the engine (a per-call attribute is what two threads would overwrite for each other), and
+    blocks run in threads answer as they do one after the other, which tree each row used
+    included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bn = BayesNet.example("insurance")
+    rows = bn.sample(120, seed=5)
+    states, seen = bn.encode(rows.mask(np.random.default_rng(5).random(rows.shape) >= 0.3))
+    engine = bn.engine()
+    before = dict(vars(engine))
+    blocks = [slice(lo, lo + 30) for lo in range(0, 120, 30)]
+    alone = [engine.run(states[b], ~seen[b]) for b in blocks]
+    assert vars(engine).keys() == before.keys()
+    assert all(vars(engine)[k] is v for k, v in before.items())
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda b: engine.run(states[b], ~seen[b]), blocks))
+    assert any(out["own"].any() and not out["own"].all() for out in alone)
+    for a, t in zip(alone, together, strict=True):
+        for key in ("own", "log_z", "post"):
+            np.testing.assert_array_equal(t[key], a[key])
