@@ -226,8 +226,11 @@ class Architecture:
         norms: list[torch.nn.Module] | None = None,
         dropout: bool = False,
         grouped: bool | None = None,
+        rate: float | None = None,
     ) -> torch.Tensor:
         """Logits (S, N, outputs) for S weight sets at once, without a loop over samples.
+
+        ``dropout``: masks after the dense layers, at ``rate`` (None: the training rate).
 
         ``params`` holds tensors with a leading sample axis S, or without one where a tensor is
         shared (a deterministic layer). Convolutions run as one grouped convolution whose groups
@@ -245,8 +248,9 @@ class Architecture:
             h = self._grouped_features(x, params, s, norms)
         for i in range(len(self.dense)):
             h = F.relu(_batched_linear(h, params[f"dense{i}.weight"], params[f"dense{i}.bias"]))
-            if self.dropout > 0:
-                h = F.dropout(h, self.dropout, training=dropout)
+            p = self.dropout if rate is None else rate
+            if p > 0:
+                h = F.dropout(h, p, training=dropout)
         return _batched_linear(h, params["out.weight"], params["out.bias"])
 
     def _features(self, x, params, norms):

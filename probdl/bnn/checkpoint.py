@@ -29,7 +29,9 @@ __all__ = [
 
 FORMAT = "probdl.bnn"
 # 2: the training tricks left the model's config; pixel range, temperature and split added
-VERSION = 2
+# 3: BayesianCNN's predict_dropout; a version-2 file predicts as it did, without it
+VERSION = 3
+_READS = (2, 3)
 _STD_KEYS = ("standardize_mean_", "standardize_std_")
 # the fixes the messages end in, in Python's words, given to the error apart (its fix
 # attribute) so that the command line can say its own instead
@@ -92,11 +94,16 @@ def _read(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: not a probdl.bnn checkpoint (no format tag {FORMAT!r})", fix=RESAVE_FIX
         )
-    if obj.get("version") != VERSION:
+    if obj.get("version") not in _READS:
         raise CheckpointError(
             f"{path}: checkpoint format version {obj.get('version')!r}, but this probdl reads "
-            f"version {VERSION}; re-save it with the probdl that wrote it, or retrain."
+            f"versions {', '.join(map(str, _READS))}; re-save it with the probdl that wrote it, "
+            f"or retrain."
         )
+    if obj["version"] == 2:  # a default added since must not change how an old model predicts
+        model = obj if obj["format"] == FORMAT else obj.get("model", {})
+        if model.get("kind") == "BayesianCNN" and isinstance(model.get("config"), dict):
+            model["config"].setdefault("predict_dropout", 0.0)
     return obj
 
 

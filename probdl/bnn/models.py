@@ -72,6 +72,7 @@ def _inverse_softplus(y: float) -> float:
 
 
 INIT_KINDS = ("conv", "dense")
+PREDICT_DROPOUT = 0.1  # BayesianCNN's default rate in the predictive (tuning log, sixth round)
 
 
 def _init_scales(init_scale: Any) -> dict[str, float]:
@@ -117,6 +118,13 @@ class BayesianCNN(CNNBase):
         network. Within a ``train`` call the scales move little from where they start (Adam
         moves each log-scale by about the learning rate per step), so this sets how much
         the weights vary in the fitted posterior.
+    predict_dropout : float
+        Dropout rate after the dense layers when drawing from the predictive (validation,
+        temperature and ``predict`` alike), from 0 to ``dropout`` (None: 0.1, or ``dropout``
+        if lower). The ELBO is fitted with
+        dropout on, its likelihood averaged over masks as well as weights; predicting with
+        part of that rate keeps some of the masks' spread, which the mean-field posterior,
+        narrow after a short fit, lacks (docs/tuning-log.md, issue 16, sixth round).
     seed : int
         Seed of the initialization.
     """
@@ -138,6 +146,7 @@ class BayesianCNN(CNNBase):
         prior: str = "normal",
         mixture: tuple[float, float, float] = (0.5, 1.0, 0.0025),
         init_scale: float | Mapping[str, float] = 1e-3,
+        predict_dropout: float | None = None,
         seed: int = 0,
     ) -> None:
         arch = Architecture(
@@ -163,6 +172,15 @@ class BayesianCNN(CNNBase):
         self.prior = prior
         self.mixture = (pi, s1, s2)
         self.init_scale = scales if isinstance(init_scale, Mapping) else float(init_scale)
+        if predict_dropout is None:  # a model trained with less dropout keeps all of its rate
+            predict_dropout = min(PREDICT_DROPOUT, arch.dropout)
+        if isinstance(predict_dropout, bool) or not isinstance(predict_dropout, numbers.Real) \
+                or not 0 <= predict_dropout <= arch.dropout:
+            raise ModelError(
+                f"predict_dropout must be a number from 0 to the training dropout "
+                f"({arch.dropout}), got {predict_dropout!r}."
+            )
+        self.predict_dropout = float(predict_dropout)
 
         gen = torch.Generator().manual_seed(self.seed)
         self.bayes_names = arch.names(bayesian_layers)
@@ -190,6 +208,7 @@ class BayesianCNN(CNNBase):
             "prior": self.prior,
             "mixture": list(self.mixture),
             "init_scale": self.init_scale,
+            "predict_dropout": self.predict_dropout,
         }
 
     # ---- the variational family -------------------------------------------------------------
@@ -304,7 +323,9 @@ class BayesianCNN(CNNBase):
         loc, scale = self._v.loc, self.posterior_scale()
         eps = torch.randn(num_samples, loc.shape[0], device=loc.device, dtype=loc.dtype)
         w = loc + scale * eps
-        return self.architecture.forward_samples(x, self._params(w), num_samples, self._v.norms)
+        p = self.predict_dropout
+        return self.architecture.forward_samples(x, self._params(w), num_samples, self._v.norms,
+                                                 dropout=p > 0, rate=p)  # fmt: skip
 
 
 class DeterministicCNN(CNNBase):

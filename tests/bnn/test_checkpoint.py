@@ -75,6 +75,17 @@ def test_file_holds_plain_tensors_and_a_version(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary behind
 
 
+def test_a_version_2_file_predicts_as_it_did(tmp_path):
+    # predict_dropout came with version 3: a file written before it has no such key, and its
+    # model must not take up whatever default a later probdl has
+    model = _trained_like(BayesianCNN, predict_dropout=0.05)
+    raw = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
+    config = {k: v for k, v in raw["config"].items() if k != "predict_dropout"}
+    torch.save({**raw, "version": 2, "config": config}, tmp_path / "old.pt")
+    assert BayesianCNN.load(tmp_path / "old.pt").predict_dropout == 0.0
+    assert BayesianCNN.load(tmp_path / "m.pt").predict_dropout == 0.05
+
+
 def test_truncated_file(tmp_path):
     path = _trained_like(BayesianCNN).save(tmp_path / "m.pt")
     data = path.read_bytes()

@@ -146,6 +146,30 @@ def test_init_scale_by_layer_kind_starts_each_layer_there_and_saves(tmp_path):
     torch.testing.assert_close(back.posterior_scale(), model.posterior_scale())
 
 
+def test_predict_dropout_masks_the_draws_at_its_rate():
+    # weights fixed (a posterior of scale ~0): the draws differ by their dropout masks only,
+    # and the dense layer's units are dropped at the rate asked, not the training rate
+    x = torch.rand(64, 1, 8, 8)
+    plain = BayesianCNN(1, 10, (8, 8), init_scale=1e-12, predict_dropout=0.0, **TINY).eval()
+    assert plain.sample_logits(x, 3).std(0).max() < 1e-6
+    model = BayesianCNN(1, 10, (8, 8), init_scale=1e-12, predict_dropout=0.1, **TINY).eval()
+    model.load_state_dict(plain.state_dict())
+    assert model.sample_logits(x, 3).std(0).max() > 1e-3
+    seen = []
+    arch = model.architecture
+    real = torch.nn.functional.dropout
+    def spy(h, p, training):
+        seen.append((p, training))
+        return real(h, p, training)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("probdl.bnn.architecture.F.dropout", spy)
+        model.sample_logits(x, 2)
+    assert seen == [(0.1, True)] * len(arch.dense)
+    # the default: 0.1, or all of a lower training rate (no error for dropout=0)
+    assert BayesianCNN(1, 10, (8, 8), **TINY).predict_dropout == 0.1
+    assert BayesianCNN(1, 10, (8, 8), **{**TINY, "dropout": 0.0}).predict_dropout == 0.0
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -156,6 +180,9 @@ def test_init_scale_by_layer_kind_starts_each_layer_there_and_saves(tmp_path):
         {"init_scale": {"conv": 0.01}},
         {"init_scale": {"conv": 0.01, "dense": 0.0}},
         {"init_scale": {"conv": 0.01, "dense": 1e-3, "out": 1e-3}},
+        {"predict_dropout": 0.2, "dropout": 0.1},
+        {"predict_dropout": -0.1},
+        {"predict_dropout": "0.1"},
         {"mixture": (1.5, 1.0, 0.1)},
         {"mixture": "wide"},
         {"prior_sigma": "1"},
