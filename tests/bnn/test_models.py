@@ -165,9 +165,7 @@ def test_predict_dropout_masks_the_draws_at_its_rate():
         patch.setattr("probdl.bnn.architecture.F.dropout", spy)
         model.sample_logits(x, 2)
     assert seen == [(0.1, True)] * len(arch.dense)
-    # the default: 0.1, or all of a lower training rate (no error for dropout=0)
-    assert BayesianCNN(1, 10, (8, 8), **TINY).predict_dropout == 0.1
-    assert BayesianCNN(1, 10, (8, 8), **{**TINY, "dropout": 0.0}).predict_dropout == 0.0
+    assert BayesianCNN(1, 10, (8, 8), **TINY).predict_dropout == 0.0  # the default: no masks
 
 
 @pytest.mark.parametrize(
