@@ -85,7 +85,17 @@ def _as_xy(data: Any, model: CNNBase, likelihood: Any, where: str) -> tuple[torc
 
 
 def _nll_accuracy(model: CNNBase, x: torch.Tensor, y: torch.Tensor, samples: int) -> tuple:
-    probs = predictive_probs(model, x, samples, prepared=True).mean(0)
+    # The best epoch is chosen on the predictive without dropout masks (a BayesianCNN with
+    # predict_dropout > 0): a masked single draw is noisier and picked worse epochs on 8x8
+    # digits (docs/tuning-log.md, issue 16, sixth round); temperature and predict keep them.
+    rate = getattr(model, "predict_dropout", 0.0)
+    if rate:
+        model.predict_dropout = 0.0
+    try:
+        probs = predictive_probs(model, x, samples, prepared=True).mean(0)
+    finally:
+        if rate:
+            model.predict_dropout = rate
     nll = -probs.gather(1, y[:, None]).clamp_min(1e-12).log().mean()
     acc = (probs.argmax(1) == y).float().mean()
     return float(nll), float(acc)

@@ -169,6 +169,25 @@ def test_early_stopping_keeps_the_best_validation_epoch(small_digits):
         assert len(nlls) - result.best_epoch == 2
 
 
+def test_the_best_epoch_is_chosen_without_predict_dropout_masks(small_digits, monkeypatch):
+    # predict_dropout's masks stay out of the per-epoch validation (one masked draw is noisy)
+    # and in the fitted temperature and predict
+    tr, va, _ = small_digits
+    model = BayesianCNN(1, 10, (8, 8), predict_dropout=0.1, **TINY)
+    rates, real = [], training.predictive_probs
+    def spy(m, *args, **kwargs):
+        rates.append(m.predict_dropout)
+        return real(m, *args, **kwargs)
+    monkeypatch.setattr(training, "predictive_probs", spy)
+    calls = []
+    real_logits = model.sample_logits
+    monkeypatch.setattr(model, "sample_logits",
+                        lambda x, n: calls.append(model.predict_dropout) or real_logits(x, n))
+    train(model, tr, va, epochs=2, progress=False)
+    assert rates == [0.0, 0.0] and model.predict_dropout == 0.1
+    assert calls[-1] == 0.1  # the temperature's draws, after the epochs
+
+
 def test_kl_annealing_particles_augmentation_and_options_run(small_digits):
     tr, va, _ = small_digits
     model = BayesianCNN(1, 10, (8, 8), prior="normal", **TINY)
