@@ -118,8 +118,9 @@ class BayesianCNN(CNNBase):
         moves each log-scale by about the learning rate per step), so this sets how much
         the weights vary in the fitted posterior.
     predict_dropout : float
-        Dropout rate after the dense layers when drawing from the predictive (validation,
-        temperature and ``predict`` alike), from 0 to ``dropout``. The ELBO is fitted with
+        Dropout rate after the dense layers when drawing from the predictive (the fitted
+        temperature and ``predict``; ``train`` picks its best epoch without the masks), from
+        0 to ``dropout``. The ELBO is fitted with
         dropout on, its likelihood averaged over masks as well as weights; predicting with
         part of that rate keeps some of the masks' spread, which the mean-field posterior,
         narrow after a short fit, lacks. It lowers the NLL under shift; the default stays 0
