@@ -246,9 +246,9 @@ class Architecture:
             h = torch.stack([self._features(x, _conv_params(params, i), norms) for i in range(s)])
         else:
             h = self._grouped_features(x, params, s, norms)
+        p = self.dropout if rate is None else rate
         for i in range(len(self.dense)):
             h = F.relu(_batched_linear(h, params[f"dense{i}.weight"], params[f"dense{i}.bias"]))
-            p = self.dropout if rate is None else rate
             if p > 0:
                 h = F.dropout(h, p, training=dropout)
         return _batched_linear(h, params["out.weight"], params["out.bias"])
