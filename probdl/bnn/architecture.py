@@ -237,15 +237,40 @@ class Architecture:
         are the samples (``grouped=None``: on CUDA only, see below); dense layers as one
         batched matrix product.
         """
+        h = self.features_samples(x, params, num_samples, norms, grouped)
+        return self.head_samples(h, params, dropout, rate)
+
+    def features_samples(
+        self,
+        x: torch.Tensor,
+        params: dict[str, torch.Tensor],
+        num_samples: int,
+        norms: list[torch.nn.Module] | None = None,
+        grouped: bool | None = None,
+    ) -> torch.Tensor:
+        """Flattened features (S, N, F) after the convolutions and pooling, S weight sets."""
         s = num_samples
         sampled_conv = params["conv0.weight"].dim() == 5
         if sampled_conv and (x.device.type != "cuda" if grouped is None else not grouped):
             # On CPU, oneDNN's grouped convolution with one group per sample ran slower than
             # S ordinary convolutions of the whole batch (docs/tuning-log.md), so only the
-            # convolutions loop; the dense layers below stay batched.
-            h = torch.stack([self._features(x, _conv_params(params, i), norms) for i in range(s)])
-        else:
-            h = self._grouped_features(x, params, s, norms)
+            # convolutions loop; the dense layers stay batched.
+            return torch.stack([self._features(x, _conv_params(params, i), norms)
+                                for i in range(s)])  # fmt: skip
+        return self._grouped_features(x, params, s, norms)
+
+    def head_samples(
+        self,
+        h: torch.Tensor,
+        params: dict[str, torch.Tensor],
+        dropout: bool = False,
+        rate: float | None = None,
+    ) -> torch.Tensor:
+        """Logits (S, N, outputs) from features (S, N, F): the dense layers, batched over S.
+
+        Apart from :meth:`features_samples` so that several dropout rates can share one pass
+        of the convolutions, which hold nearly all of the work.
+        """
         p = self.dropout if rate is None else rate
         for i in range(len(self.dense)):
             h = F.relu(_batched_linear(h, params[f"dense{i}.weight"], params[f"dense{i}.bias"]))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyro
@@ -124,7 +124,7 @@ class BayesianCNN(CNNBase):
         dropout on, its likelihood averaged over masks as well as weights; predicting with
         part of that rate keeps some of the masks' spread, which the mean-field posterior,
         narrow after a short fit, lacks. It lowers the NLL under shift; the default stays 0
-        until it wins on every dataset (docs/tuning-log.md, issue 16, sixth round).
+        until it wins on every dataset (docs/tuning-log.md, issue 16, sixth and seventh rounds).
     seed : int
         Seed of the initialization.
     """
@@ -318,12 +318,22 @@ class BayesianCNN(CNNBase):
     @torch.no_grad()
     def sample_logits(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
         """Logits (S, N, outputs) under S weight draws from the posterior, vectorized."""
+        return self.sample_logits_at_rates(x, num_samples, (self.predict_dropout,))[0]
+
+    @torch.no_grad()
+    def sample_logits_at_rates(
+        self, x: torch.Tensor, num_samples: int, rates: Sequence[float]
+    ) -> torch.Tensor:
+        """Logits (R, S, N, outputs): the same S weight draws with dropout at each rate.
+
+        The convolutions run once for all rates (the masks act after the dense layers).
+        """
         loc, scale = self._v.loc, self.posterior_scale()
         eps = torch.randn(num_samples, loc.shape[0], device=loc.device, dtype=loc.dtype)
-        w = loc + scale * eps
-        p = self.predict_dropout
-        return self.architecture.forward_samples(x, self._params(w), num_samples, self._v.norms,
-                                                 dropout=p > 0, rate=p)  # fmt: skip
+        params = self._params(loc + scale * eps)
+        arch = self.architecture
+        h = arch.features_samples(x, params, num_samples, self._v.norms)
+        return torch.stack([arch.head_samples(h, params, dropout=p > 0, rate=p) for p in rates])
 
 
 class DeterministicCNN(CNNBase):

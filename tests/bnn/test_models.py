@@ -168,6 +168,27 @@ def test_predict_dropout_masks_the_draws_at_its_rate():
     assert BayesianCNN(1, 10, (8, 8), **TINY).predict_dropout == 0.0  # the default: no masks
 
 
+def test_logits_at_several_rates_share_the_weight_draws():
+    # rate 0 is sample_logits itself (same seed, same draws); a rate p drops each dense unit
+    # with probability p, rescaling the rest by 1 / (1 - p), so with the weights fixed the
+    # mean logit over many masks returns to the unmasked one; rate 0.5 moves further than 0.05
+    half = {**TINY, "dropout": 0.5}
+    model = BayesianCNN(1, 10, (8, 8), init_scale=0.05, **half).eval()
+    x = torch.rand(6, 1, 8, 8)
+    torch.manual_seed(3)
+    plain = model.sample_logits(x, 4)
+    torch.manual_seed(3)
+    rates = model.sample_logits_at_rates(x, 4, (0.0, 0.05, 0.5))
+    assert rates.shape == (3, 4, 6, 10)
+    torch.testing.assert_close(rates[0], plain, rtol=0, atol=0)
+    gap = [float((rates[k] - rates[0]).abs().mean()) for k in (1, 2)]
+    assert 0 < gap[0] < gap[1]
+    fixed = BayesianCNN(1, 10, (8, 8), init_scale=1e-12, **half).eval()
+    many = fixed.sample_logits_at_rates(x, 8000, (0.0, 0.5))
+    assert float(many[1].std(0).mean()) > 0.2  # the masks move the logits ...
+    torch.testing.assert_close(many[1].mean(0), many[0][0], atol=0.06, rtol=0)  # ... about it
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
