@@ -328,6 +328,9 @@ class BayesianCNN(CNNBase):
 
         The convolutions run once for all rates (the masks act after the dense layers).
         """
+        if not all(isinstance(p, numbers.Real) and not isinstance(p, bool) and 0 <= p < 1
+                   for p in rates):  # fmt: skip
+            raise ModelError(f"rates must be numbers in [0, 1), got {list(rates)!r}.")
         loc, scale = self._v.loc, self.posterior_scale()
         eps = torch.randn(num_samples, loc.shape[0], device=loc.device, dtype=loc.dtype)
         params = self._params(loc + scale * eps)

@@ -187,6 +187,9 @@ def test_logits_at_several_rates_share_the_weight_draws():
     many = fixed.sample_logits_at_rates(x, 8000, (0.0, 0.5))
     assert float(many[1].std(0).mean()) > 0.2  # the masks move the logits ...
     torch.testing.assert_close(many[1].mean(0), many[0][0], atol=0.06, rtol=0)  # ... about it
+    for bad in ((0.0, 1.0), (-0.1,), ("0.1",), (True,)):
+        with pytest.raises(ModelError, match="rates must be numbers in"):
+            model.sample_logits_at_rates(x, 2, bad)
 
 
 @pytest.mark.parametrize(
