@@ -154,6 +154,33 @@ def test_predict_writes_csv_and_flags_a_drifted_batch(trained_run, tmp_path, cap
     assert reports["noisy"]["drift_p_value"] < 1e-6 < reports["clean"]["drift_p_value"]
 
 
+def test_predict_reads_byte_arrays_and_refuses_0_255_floats(trained_run, tmp_path, capsys):
+    # a uint8 .npy is 0-255 bytes: it predicts as its [0, 1] twin; a float .npy is taken as
+    # given, so 0-255 floats meet the model's range check (it names the fix) rather than a
+    # silent rescale that would also have darkened floats a little above 1
+    from probdl import load_digits, split
+
+    _, _, test = split(load_digits(), seed=0)
+    images = test.images[:20].numpy()
+    np.save(tmp_path / "unit.npy", images)
+    np.save(tmp_path / "bytes.npy", np.round(images * 255).astype(np.uint8))
+    np.save(tmp_path / "floats255.npy", images * 255)
+    model = str(trained_run / "model.pt")
+    frames = {}
+    for name in ("unit", "bytes"):
+        out = tmp_path / f"{name}.csv"
+        assert main(["predict", "--model", model, "--images", str(tmp_path / f"{name}.npy"),
+                     "--out", str(out), "--num-samples", "4"]) == 0
+        frames[name] = pd.read_csv(out)
+    probs = [frames[n][[f"p_{d}" for d in range(10)]].to_numpy() for n in ("unit", "bytes")]
+    np.testing.assert_allclose(probs[0], probs[1], atol=0.02)  # bytes round to 1/255
+    capsys.readouterr()
+    code = main(["predict", "--model", model, "--images", str(tmp_path / "floats255.npy"),
+                 "--out", str(tmp_path / "f.csv")])
+    assert code == 1 and "255" in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()
+
+
 def test_predict_rejects_images_of_the_wrong_size(trained_run, tmp_path, capsys):
     np.save(tmp_path / "big.npy", np.zeros((2, 3, 16, 16), dtype=np.float32))
     code = main(["predict", "--model", str(trained_run / "model.pt"), "--images",

@@ -169,6 +169,13 @@ def test_load_images_reads_a_file_a_folder_and_an_array(tmp_path):
     np.save(tmp_path / "batch.npy", np.full((3, 1, 4, 4), 0.5, dtype=np.float32))
     array, array_names = load_images(tmp_path / "batch.npy")
     assert array.shape == (3, 1, 4, 4) and array_names[2] == "batch.npy[2]"
+    # bytes are divided by 255; floats are kept as given, even past 1 (a slight overshoot, or
+    # standardized pixels): the model's range check judges them, no guess here
+    np.save(tmp_path / "bytes.npy", np.full((1, 1, 2, 2), 51, dtype=np.uint8))
+    np.testing.assert_allclose(load_images(tmp_path / "bytes.npy")[0], 0.2, rtol=1e-6)
+    over = np.array([[[[0.0, 0.5], [1.05, -0.3]]]], dtype=np.float64)
+    np.save(tmp_path / "over.npy", over)
+    np.testing.assert_allclose(load_images(tmp_path / "over.npy")[0], over, rtol=1e-6)
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match=r"objects\.npy"):
         load_images(tmp_path / "objects.npy")
