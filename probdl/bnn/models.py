@@ -3,7 +3,8 @@
     import torch
     from probdl.bnn import BayesianCNN
     model = BayesianCNN(in_channels=1, num_classes=10, image_size=(8, 8))
-    logits = model.sample_logits(torch.rand(5, 1, 8, 8), num_samples=4)   # (4, 5, 10)
+    x = model.prepare(torch.rand(5, 1, 8, 8))   # checked (and standardized once trained)
+    logits = model.sample_logits(x, num_samples=4)   # (4, 5, 10)
 
 ``BayesianCNN.model`` and ``BayesianCNN.guide`` are an ordinary Pyro model and guide: every
 Bayesian weight sits in one flat ``"weights"`` sample site with a Normal prior, and the guide is
@@ -317,8 +318,12 @@ class BayesianCNN(CNNBase):
 
     @torch.no_grad()
     def sample_logits(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-        """Logits (S, N, outputs) under S weight draws from the posterior, vectorized."""
-        return self.sample_logits_at_rates(x, num_samples, (self.predict_dropout,))[0]
+        """Logits (S, N, outputs) under S weight draws from the posterior, vectorized.
+
+        ``x``: prepared images (``model.prepare(images)``: checked and standardized), as
+        ``predict`` passes them.
+        """
+        return self._at_rates(x, num_samples, (self.predict_dropout,))[0]
 
     @torch.no_grad()
     def sample_logits_at_rates(
@@ -326,11 +331,28 @@ class BayesianCNN(CNNBase):
     ) -> torch.Tensor:
         """Logits (R, S, N, outputs): the same S weight draws with dropout at each rate.
 
+        ``x``: prepared images (``model.prepare(images)``); ``rates`` from 0 to the training
+        dropout. Run as at prediction (eval mode: batch-norm statistics left as they are).
         The convolutions run once for all rates (the masks act after the dense layers).
         """
-        if not all(isinstance(p, numbers.Real) and not isinstance(p, bool) and 0 <= p < 1
-                   for p in rates):  # fmt: skip
-            raise ModelError(f"rates must be numbers in [0, 1), got {list(rates)!r}.")
+        top = self.architecture.dropout
+        if isinstance(rates, str | bytes) or not isinstance(rates, Sequence) or not rates \
+                or not all(isinstance(p, numbers.Real) and not isinstance(p, bool)
+                           and 0 <= p <= top for p in rates):  # fmt: skip
+            raise ModelError(
+                f"rates must be a non-empty list of numbers from 0 to the training dropout "
+                f"({top}), got {rates!r}."
+            )
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ModelError(f"num_samples must be a whole number >= 1, got {num_samples!r}.")
+        was_training = self.training
+        self.eval()
+        try:
+            return self._at_rates(x, num_samples, [float(p) for p in rates])
+        finally:
+            self.train(was_training)
+
+    def _at_rates(self, x: torch.Tensor, num_samples: int, rates: Sequence[float]) -> torch.Tensor:
         loc, scale = self._v.loc, self.posterior_scale()
         eps = torch.randn(num_samples, loc.shape[0], device=loc.device, dtype=loc.dtype)
         params = self._params(loc + scale * eps)

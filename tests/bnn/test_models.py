@@ -187,9 +187,19 @@ def test_logits_at_several_rates_share_the_weight_draws():
     many = fixed.sample_logits_at_rates(x, 8000, (0.0, 0.5))
     assert float(many[1].std(0).mean()) > 0.2  # the masks move the logits ...
     torch.testing.assert_close(many[1].mean(0), many[0][0], atol=0.06, rtol=0)  # ... about it
-    for bad in ((0.0, 1.0), (-0.1,), ("0.1",), (True,)):
-        with pytest.raises(ModelError, match="rates must be numbers in"):
+    for bad in ((0.0, 0.6), (-0.1,), ("0.1",), (True,), 0.2, (), "0.1"):
+        with pytest.raises(ModelError, match=r"rates must be .* training dropout \(0.5\)"):
             model.sample_logits_at_rates(x, 2, bad)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ModelError, match="num_samples must be"):
+            model.sample_logits_at_rates(x, bad, (0.1,))
+    # it predicts as predict does, in eval mode, leaving a training model's batch norm as it is
+    normed = BayesianCNN(1, 10, (8, 8), batch_norm=True, **half).train()
+    before = {k: v.clone() for k, v in normed.state_dict().items()}
+    normed.sample_logits_at_rates(x, 2, (0.0, 0.2))
+    assert normed.training
+    for key, value in normed.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
