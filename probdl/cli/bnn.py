@@ -45,7 +45,19 @@ def load_data(spec: str) -> ImageDataset:
     if kind == "cifar" and where:
         return load_cifar(where)
     if kind == "folder" and where:
-        return load_image_folder(where)
+        from probdl.data.files import SIZE_FIX
+
+        try:
+            data = load_image_folder(where)
+        except DataError as err:  # the command line has no size option to point to
+            raise _cli_fix(err, SIZE_FIX, "resize the images to one size first, or load them "
+                           "in Python with load_image_folder(DIR, size=(H, W))") from None
+        if len(data.classes) < 2:
+            raise DataError(
+                f"{where}: one class subfolder ({data.classes[0]}); a classifier needs at least "
+                "two, one subfolder per class."
+            )
+        return data
     raise DataError(f"--data {spec!r} is not one of: digits, shapes, idx:IMAGES,LABELS, "
                     "cifar:DIR, folder:DIR")
 
@@ -138,8 +150,13 @@ def train(args: argparse.Namespace) -> int:
     train_set, val_set, test_set = split(data, val=0.15, test=0.2, seed=args.seed)
     kinds = {"bayesian": bnn.BayesianCNN, "deterministic": bnn.DeterministicCNN,
              "mc-dropout": bnn.MCDropoutCNN}
+    extra = {}
+    if args.predict_dropout is not None:
+        if args.model != "bayesian":
+            raise UsageError("--predict-dropout is an option of --model bayesian only.")
+        extra["predict_dropout"] = args.predict_dropout
     model = kinds[args.model](in_channels=data.shape[0], num_classes=len(data.classes),
-                              image_size=data.shape[1:])
+                              image_size=data.shape[1:], **extra)
     try:
         result = bnn.train(model, train_set, val_set, epochs=args.epochs, device=args.device,
                            checkpoint_dir=out / "checkpoints", seed=args.seed,
@@ -149,8 +166,8 @@ def train(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         from probdl.bnn.checkpoint import OTHER_RUN_FIX
 
-        raise _cli_fix(err, OTHER_RUN_FIX, "resume with the run's own --model and --data, or "
-                       "train into another --out") from None
+        raise _cli_fix(err, OTHER_RUN_FIX, "resume with the run's own --model, --data and "
+                       "--predict-dropout, or train into another --out") from None
     if not is_writer():
         return 0
     model_path = model.save(out / "model.pt")

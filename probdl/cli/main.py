@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="bayesian", choices=["bayesian", "deterministic", "mc-dropout"]
     )
     p.add_argument("--epochs", type=_whole(1), default=30)
+    p.add_argument("--predict-dropout", type=_number(0, 1), default=None, metavar="P",
+                   help="bayesian only: dropout rate kept on when predicting, up to the "
+                        "training rate 0.5 (default 0; see docs/bnn.md)")
     p.add_argument("--batch-size", type=_whole(1), default=64)
     p.add_argument("--lr", type=_number(0, low_open=True), default=3e-3,
                    help="Adam's learning rate (default 3e-3)")

@@ -219,6 +219,36 @@ def test_train_and_evaluate_a_binary_rgb_folder(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(scores["accuracy"])
 
 
+def test_train_takes_predict_dropout_and_names_folder_problems(tmp_path, capsys):
+    from PIL import Image
+
+    from probdl import BayesianCNN, load_digits
+
+    digits = load_digits()
+    _write_pngs(tmp_path / "two", digits.images[:40], digits.labels[:40] % 2, ["even", "odd"])
+    out = tmp_path / "run"
+    argv = ["train", "--data", f"folder:{tmp_path / 'two'}", "--epochs", "1", "--out"]
+    assert main([*argv, str(out), "--predict-dropout", "0.2"]) == 0
+    assert BayesianCNN.load(out / "model.pt").predict_dropout == 0.2
+    capsys.readouterr()
+    for extra, code, message in (
+        (["--predict-dropout", "0.7"], 1, "training dropout (0.5)"),  # the model's error
+        (["--model", "deterministic", "--predict-dropout", "0.1"], 2, "--model bayesian only"),
+    ):
+        assert main([*argv, str(tmp_path / "r2"), *extra]) == code
+        assert message in capsys.readouterr().err
+    # one class subfolder; images of two sizes (the command line has no size option)
+    _write_pngs(tmp_path / "one", digits.images[:4], [0] * 4, ["zero"])
+    assert main(["train", "--data", f"folder:{tmp_path / 'one'}", "--out", str(tmp_path / "r3")]
+                ) == 1  # fmt: skip
+    assert "needs at least two, one subfolder per class" in capsys.readouterr().err
+    Image.new("L", (16, 16)).save(tmp_path / "two" / "odd" / "big.png")
+    assert main([*argv, str(tmp_path / "r4")]) == 1
+    err = capsys.readouterr().err
+    assert "differ in size" in err and "resize the images to one size first" in err
+    assert "pass size=" not in err
+
+
 def test_evaluate_scores_the_split_the_model_was_trained_on(tmp_path, capsys):
     from probdl import load_digits, split
     from probdl.bnn import DeterministicCNN, Optim, evaluate, train
