@@ -304,7 +304,8 @@ def load_images(
 ) -> tuple[np.ndarray, list[str]]:
     """Unlabelled images for prediction: one file, a folder of files (searched recursively),
     or a ``.npy`` array of shape (N, C, H, W): floats as they are (in [0, 1] for a model
-    trained on such pixels), integers as 0-255 bytes, divided by 255. ``size`` (H, W)
+    trained on such pixels), integers as 0-255 bytes, divided by 255 (0/1 integers as they
+    are). ``size`` (H, W)
     and ``channels`` (1 or 3) convert them, bilinear resize and grey to colour or back.
 
     Returns the images (N, C, H, W) float32 and a name for each (its file, or ``array[i]``).
@@ -323,10 +324,11 @@ def load_images(
             raise DataError(
                 f"{path}: the array {array.shape} looks channels-last (N, H, W, C); images must "
                 "be (N, C, H, W): save it as array.transpose(0, 3, 1, 2).")
-        # integers are bytes, 0-255; floats are taken as they are, so that the model's own
-        # pixel-range check (predict, evaluate) refuses 0-255 floats with the fix, rather than
-        # a guess here silently darkening images that overshoot 1 a little or are standardized
-        scale = 255.0 if array.dtype.kind in "iu" else 1.0
+        # integers are bytes, 0-255 (but 0/1 integers are binary pixels, kept); floats are
+        # taken as they are, so that the model's own pixel-range check (predict, evaluate)
+        # refuses 0-255 floats with the fix, rather than a guess here silently darkening
+        # images that overshoot 1 a little or are standardized
+        scale = 255.0 if array.dtype.kind in "iu" and array.max(initial=0) > 1 else 1.0
         array = array.astype(np.float32) / np.float32(scale)
         return _convert(array, size, channels), [f"{path.name}[{i}]" for i in range(len(array))]
     if path.is_file():

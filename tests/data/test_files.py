@@ -173,6 +173,9 @@ def test_load_images_reads_a_file_a_folder_and_an_array(tmp_path):
     # standardized pixels): the model's range check judges them, no guess here
     np.save(tmp_path / "bytes.npy", np.full((1, 1, 2, 2), 51, dtype=np.uint8))
     np.testing.assert_allclose(load_images(tmp_path / "bytes.npy")[0], 0.2, rtol=1e-6)
+    binary = np.array([[[[0, 1], [1, 0]]]], dtype=np.int64)  # 0/1 integers: binary pixels
+    np.save(tmp_path / "binary.npy", binary)
+    np.testing.assert_array_equal(load_images(tmp_path / "binary.npy")[0], binary)
     over = np.array([[[[0.0, 0.5], [1.05, -0.3]]]], dtype=np.float64)
     np.save(tmp_path / "over.npy", over)
     np.testing.assert_allclose(load_images(tmp_path / "over.npy")[0], over, rtol=1e-6)
