@@ -5,7 +5,7 @@
 
 ``train`` picks its best epoch without ``predict_dropout``'s masks, so a model trained with the
 default (0) has the weights of a model trained with any rate: each run trains once, exactly as
-``bench_bnn.run_one`` does, then for every rate in ``--rates`` draws 32 weight sets shared by
+``bench_bnn.run_one`` does, then for every rate in ``RATES`` draws 32 weight sets shared by
 all rates (``BayesianCNN.sample_logits_at_rates``), fits the temperature on the validation split
 by ``fit_temperature``'s rule and scores the test, rotated and OOD images as the benchmark
 does, with that temperature and at T = 1. It also writes the validation NLL of the predictive
@@ -30,7 +30,7 @@ import torch
 from benchmarks.bench_bnn import KINDS, SAMPLES, load, score
 from benchmarks.tune_bnn import _runs
 from probdl.bnn import train
-from probdl.bnn.calibration import _best_temperature, _generalizes
+from probdl.bnn.calibration import fitted_temperature
 
 RATES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         val, test, ood, rot = (_logits(model, x, seed) for x in images)
         for k, rate in enumerate(RATES):
             # fit_temperature's rule on its 8 draws, here the first 8 of the shared 32
-            t = _best_temperature(val[k, :8], y_val) if _generalizes(val[k, :8], y_val, seed) \
-                else 1.0  # fmt: skip
+            t = fitted_temperature(val[k, :8], y_val, seed)
             row = {"dataset": name, "seed": seed, "predict_dropout": rate, "temperature": t,
                    "val_nll": _mixture_nll(val[k], y_val, t), "seconds": seconds}  # fmt: skip
             for tag, temp in (("", t), ("_t1", 1.0)):

@@ -33,7 +33,7 @@ from scipy.optimize import minimize_scalar
 from probdl.bnn.base import CNNBase, check_labels
 from probdl.errors import DataError
 
-__all__ = ["fit_temperature", "temperature_nll"]
+__all__ = ["fit_temperature", "fitted_temperature", "temperature_nll"]
 
 BOUNDS = (0.05, 20.0)
 
@@ -78,10 +78,15 @@ def fit_temperature(
     finally:
         torch.set_rng_state(state)
         model.train(was_training)
-    y = y.cpu()
-    t = _best_temperature(logits, y) if _generalizes(logits, y, seed) else 1.0
+    t = fitted_temperature(logits, y.cpu(), seed)
     model.temperature_ = t
     return t
+
+
+def fitted_temperature(logits: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> float:
+    """The temperature :func:`fit_temperature` keeps for logits (S, N, outputs) already drawn:
+    the NLL-optimal T where it carries over to held-out halves (:func:`_generalizes`), else 1."""
+    return _best_temperature(logits, labels) if _generalizes(logits, labels, seed) else 1.0
 
 
 def _best_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:

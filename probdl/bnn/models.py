@@ -62,6 +62,11 @@ def _check_positive(**values: Any) -> None:
             raise ModelError(f"{name} must be a finite number > 0, got {value}.")
 
 
+def _is_rate(value: Any, top: float) -> bool:
+    """Whether value is a dropout rate from 0 to ``top`` (the training rate)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= top
+
+
 def _norms(arch: Architecture) -> torch.nn.ModuleList | None:
     if not arch.batch_norm:
         return None
@@ -173,8 +178,7 @@ class BayesianCNN(CNNBase):
         self.prior = prior
         self.mixture = (pi, s1, s2)
         self.init_scale = scales if isinstance(init_scale, Mapping) else float(init_scale)
-        if isinstance(predict_dropout, bool) or not isinstance(predict_dropout, numbers.Real) \
-                or not 0 <= predict_dropout <= arch.dropout:
+        if not _is_rate(predict_dropout, arch.dropout):
             raise ModelError(
                 f"predict_dropout must be a number from 0 to the training dropout "
                 f"({arch.dropout}), got {predict_dropout!r}."
@@ -337,8 +341,7 @@ class BayesianCNN(CNNBase):
         """
         top = self.architecture.dropout
         if isinstance(rates, str | bytes) or not isinstance(rates, Sequence) or not rates \
-                or not all(isinstance(p, numbers.Real) and not isinstance(p, bool)
-                           and 0 <= p <= top for p in rates):  # fmt: skip
+                or not all(_is_rate(p, top) for p in rates):  # fmt: skip
             raise ModelError(
                 f"rates must be a non-empty list of numbers from 0 to the training dropout "
                 f"({top}), got {rates!r}."

@@ -24,6 +24,7 @@ from probdl.data import (
     make_shapes,
     split,
 )
+from probdl.data.files import SIZE_FIX
 from probdl.distributed import is_writer, launched_by_torchrun
 from probdl.errors import CheckpointError, DataError, ProbdlError, UsageError
 from probdl.files import atomic_write
@@ -45,8 +46,6 @@ def load_data(spec: str) -> ImageDataset:
     if kind == "cifar" and where:
         return load_cifar(where)
     if kind == "folder" and where:
-        from probdl.data.files import SIZE_FIX
-
         try:
             data = load_image_folder(where)
         except DataError as err:  # the command line has no size option to point to
@@ -285,8 +284,6 @@ def predict(args: argparse.Namespace) -> int:
     try:
         images, names = load_images(args.images, size=size, channels=channels)
     except DataError as err:
-        from probdl.data.files import SIZE_FIX
-
         raise _cli_fix(err, SIZE_FIX, "pass --resize to bring them to the model's size") from None
     expected = (arch.in_channels, *arch.image_size)
     if tuple(images.shape[1:]) != expected:
