@@ -13,8 +13,9 @@ trainer (:func:`train`) are separate pieces, as Pyro's ``SVI(model, guide, optim
 """
 
 from probdl.bnn.base import CNNBase, load_model
+from probdl.bnn.baselines import DeterministicCNN, MCDropoutCNN
 from probdl.bnn.calibration import fit_temperature
-from probdl.bnn.models import BayesianCNN, DeterministicCNN, MCDropoutCNN
+from probdl.bnn.models import BayesianCNN
 from probdl.bnn.objectives import ELBO, MAP, Likelihood
 from probdl.bnn.options import Inputs, Optim
 from probdl.bnn.prediction import Prediction, evaluate, predict, score

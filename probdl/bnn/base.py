@@ -13,6 +13,8 @@ training (images far outside it are refused), the temperature T of post-hoc cali
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +245,22 @@ def check_labels(labels: Any, num_classes: int, n: int, where: str = "labels") -
             f"classes), found {int(y.min())}..{int(y.max())}."
         )
     return y
+
+
+def check_positive(**values: Any) -> None:
+    """A ModelError naming the first argument that is not a finite number > 0."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ModelError(f"{name} must be a number > 0, got {value!r}.")
+        if not (value > 0 and math.isfinite(value)):
+            raise ModelError(f"{name} must be a finite number > 0, got {value}.")
+
+
+def batch_norms(arch: Architecture) -> torch.nn.ModuleList | None:
+    """One BatchNorm2d per convolution where the architecture asks for batch norm."""
+    if not arch.batch_norm:
+        return None
+    return torch.nn.ModuleList(torch.nn.BatchNorm2d(f) for f in arch.filters)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -30,8 +30,9 @@ __all__ = [
 FORMAT = "probdl.bnn"
 # 2: the training tricks left the model's config; pixel range, temperature and split added
 # 3: BayesianCNN's predict_dropout; a version-2 file predicts as it did, without it
-VERSION = 3
-_READS = (2, 3)
+# 4: BayesianCNN's components; older files hold one
+VERSION = 4
+_READS = (2, 3, 4)
 _STD_KEYS = ("standardize_mean_", "standardize_std_")
 # the fixes the messages end in, in Python's words, given to the error apart (its fix
 # attribute) so that the command line can say its own instead
@@ -100,10 +101,11 @@ def _read(path: str | Path) -> dict[str, Any]:
             f"versions {', '.join(map(str, _READS))}; re-save it with the probdl that wrote it, "
             f"or retrain."
         )
-    if obj["version"] == 2:  # a default added since must not change how an old model predicts
+    if obj["version"] < VERSION:  # a default added since must not change an old model
         model = obj if obj["format"] == FORMAT else obj.get("model", {})
         if model.get("kind") == "BayesianCNN" and isinstance(model.get("config"), dict):
             model["config"].setdefault("predict_dropout", 0.0)
+            model["config"].setdefault("components", 1)
     return obj
 
 

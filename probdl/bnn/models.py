@@ -1,4 +1,4 @@
-"""The Bayesian CNN (Pyro, mean-field) and its two baselines, MAP and MC dropout.
+"""The Bayesian CNN: a Pyro model and a mean-field guide over every weight of the CNN.
 
     import torch
     from probdl.bnn import BayesianCNN
@@ -16,6 +16,15 @@ One site instead of one per tensor keeps Pyro's per-step bookkeeping small; with
 
 counted once per step, while the likelihood is scaled by dataset size / batch size through a
 subsampled plate. The objectives in :mod:`probdl.bnn.objectives` build on these pieces.
+
+Components. With ``components=K`` the posterior is the uniform mixture q = (1/K) sum_k q_k of
+K mean-field Normals. Since KL(q || p) <= (1/K) sum_k KL(q_k || p) (convexity), the mean of the
+components' ELBOs, (1/K) sum_k (E_qk log p(D | w) - KL(q_k || p)), is a lower bound on
+log p(D) too, and it is what is fitted: in a batch of B rows, row i is scored by component
+i mod K alone, so (N / B) sum_i log p(y_i | x_i, w_k(i)) estimates the mean likelihood term
+without bias, and each component learns from its 1/K share of every batch. K components thus
+cost what one does per step (an ensemble trained in the time of one member); prediction draws
+an equal share of its samples from each.
 """
 
 from __future__ import annotations
@@ -32,10 +41,10 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from probdl.bnn.architecture import Architecture
-from probdl.bnn.base import CNNBase
+from probdl.bnn.base import CNNBase, batch_norms, check_positive
 from probdl.errors import ModelError
 
-__all__ = ["BayesianCNN", "DeterministicCNN", "MCDropoutCNN", "class_likelihood"]
+__all__ = ["BayesianCNN", "class_likelihood", "class_observation"]
 
 PRIORS = ("normal", "mixture")
 
@@ -54,23 +63,9 @@ def class_observation(y: torch.Tensor | None, logits: torch.Tensor) -> torch.Ten
     return y.to(logits.dtype)
 
 
-def _check_positive(**values: Any) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ModelError(f"{name} must be a number > 0, got {value!r}.")
-        if not (value > 0 and math.isfinite(value)):
-            raise ModelError(f"{name} must be a finite number > 0, got {value}.")
-
-
 def _is_rate(value: Any, top: float) -> bool:
     """Whether value is a dropout rate from 0 to ``top`` (the training rate)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= top
-
-
-def _norms(arch: Architecture) -> torch.nn.ModuleList | None:
-    if not arch.batch_norm:
-        return None
-    return torch.nn.ModuleList(torch.nn.BatchNorm2d(f) for f in arch.filters)
 
 
 def _inverse_softplus(y: float) -> float:
@@ -83,7 +78,7 @@ INIT_KINDS = ("conv", "dense")
 def _init_scales(init_scale: Any) -> dict[str, float]:
     """``init_scale`` as {"conv": sd, "dense": sd}; a ModelError for anything else."""
     if not isinstance(init_scale, Mapping):
-        _check_positive(init_scale=init_scale)
+        check_positive(init_scale=init_scale)
         return dict.fromkeys(INIT_KINDS, float(init_scale))
     if set(init_scale) != set(INIT_KINDS):
         raise ModelError(
@@ -91,7 +86,7 @@ def _init_scales(init_scale: Any) -> dict[str, float]:
             f"layer counts as dense), got {list(init_scale)}."
         )
     for kind in INIT_KINDS:
-        _check_positive(**{f"init_scale[{kind!r}]": init_scale[kind]})
+        check_positive(**{f"init_scale[{kind!r}]": init_scale[kind]})
     return {kind: float(init_scale[kind]) for kind in INIT_KINDS}
 
 
@@ -131,6 +126,9 @@ class BayesianCNN(CNNBase):
         part of that rate keeps some of the masks' spread, which the mean-field posterior,
         narrow after a short fit, lacks. It lowers the NLL under shift; the default stays 0
         until it wins on every dataset (docs/tuning-log.md, issue 16, sixth and seventh rounds).
+    components : int
+        K > 1: the posterior is a uniform mixture of K mean-field Normals, each started from
+        its own initialization (an ensemble inside one model; see "Components" below).
     seed : int
         Seed of the initialization.
     """
@@ -153,6 +151,7 @@ class BayesianCNN(CNNBase):
         mixture: tuple[float, float, float] = (0.5, 1.0, 0.0025),
         init_scale: float | Mapping[str, float] = 1e-3,
         predict_dropout: float = 0.0,
+        components: int = 1,
         seed: int = 0,
     ) -> None:
         arch = Architecture(
@@ -163,7 +162,7 @@ class BayesianCNN(CNNBase):
             raise ModelError(f"bayesian_layers must be 'all' or 'last', got {bayesian_layers!r}.")
         if prior not in PRIORS:
             raise ModelError(f"prior must be one of {PRIORS}, got {prior!r}.")
-        _check_positive(prior_sigma=prior_sigma)
+        check_positive(prior_sigma=prior_sigma)
         scales = _init_scales(init_scale)
         try:
             pi, s1, s2 = (float(m) for m in mixture)
@@ -184,25 +183,34 @@ class BayesianCNN(CNNBase):
                 f"({arch.dropout}), got {predict_dropout!r}."
             )
         self.predict_dropout = float(predict_dropout)
+        if isinstance(components, bool) or not isinstance(components, numbers.Integral) or (
+            components < 1
+        ):
+            raise ModelError(f"components must be a whole number >= 1, got {components!r}.")
+        self.components = int(components)
 
         gen = torch.Generator().manual_seed(self.seed)
         self.bayes_names = arch.names(bayesian_layers)
         self.det_names = [n for n in arch.names() if n not in self.bayes_names]
         loc = arch.init_weights(gen, self.bayes_names)
+        det = arch.init_weights(gen, self.det_names) if self.det_names else torch.zeros(0)
+        shapes = dict(arch.layer_shapes)
+        rho = torch.cat([
+            torch.full((math.prod(shapes[n]),), _inverse_softplus(
+                scales["conv" if n.startswith("conv") else "dense"]))
+            for n in self.bayes_names
+        ])  # fmt: skip
+        if self.components > 1:  # (K, D); one component keeps the flat (D,) of old checkpoints
+            others = [arch.init_weights(gen, self.bayes_names) for _ in range(1, self.components)]
+            loc = torch.stack([loc, *others])
+            rho = rho.expand(self.components, -1).clone()
         # Variational parameters live in a plain nn.Module: a PyroModule attribute would turn
         # every access into a pyro.param site, bookkeeping the one-site design avoids.
         self.variational = torch.nn.Module()
         self.variational.loc = torch.nn.Parameter(loc)
-        shapes = dict(arch.layer_shapes)
-        self.variational.rho = torch.nn.Parameter(torch.cat([
-            torch.full((math.prod(shapes[n]),), _inverse_softplus(
-                scales["conv" if n.startswith("conv") else "dense"]))
-            for n in self.bayes_names
-        ]))  # fmt: skip
-        self.variational.det = torch.nn.Parameter(
-            arch.init_weights(gen, self.det_names) if self.det_names else torch.zeros(0)
-        )
-        self.variational.norms = _norms(arch)
+        self.variational.rho = torch.nn.Parameter(rho)
+        self.variational.det = torch.nn.Parameter(det)
+        self.variational.norms = batch_norms(arch)
 
     def _extra_config(self) -> dict[str, Any]:
         return {
@@ -212,6 +220,7 @@ class BayesianCNN(CNNBase):
             "mixture": list(self.mixture),
             "init_scale": self.init_scale,
             "predict_dropout": self.predict_dropout,
+            "components": self.components,
         }
 
     # ---- the variational family -------------------------------------------------------------
@@ -220,33 +229,48 @@ class BayesianCNN(CNNBase):
         return self._modules["variational"]
 
     def posterior_loc(self) -> torch.Tensor:
+        """Means of the Bayesian weights: (D,), or (K, D) with K components."""
         return self._v.loc
 
     def posterior_scale(self) -> torch.Tensor:
+        """Standard deviations, shaped as :meth:`posterior_loc`."""
         return F.softplus(self._v.rho)
 
     def prior_distribution(self) -> dist.Distribution:
-        """The prior over the flat vector of Bayesian weights."""
+        """The prior over the Bayesian weights, every component's (shaped as the means)."""
         loc = self._v.loc
         if self.prior == "normal":
             zero = torch.zeros((), device=loc.device)
             base = dist.Normal(zero, torch.full((), self.prior_sigma, device=loc.device))
-            return base.expand(loc.shape).to_event(1)
+            return base.expand(loc.shape).to_event(loc.dim())
         pi, s1, s2 = self.mixture
-        d = loc.shape[0]
-        mix = dist.Categorical(torch.tensor([pi, 1 - pi], device=loc.device).expand(d, 2))
+        mix = dist.Categorical(torch.tensor([pi, 1 - pi], device=loc.device).expand(*loc.shape, 2))
         comp = dist.Normal(
-            torch.zeros(d, 2, device=loc.device), torch.tensor([s1, s2], device=loc.device)
+            torch.zeros(*loc.shape, 2, device=loc.device), torch.tensor([s1, s2], device=loc.device)
         )
-        return dist.MixtureSameFamily(mix, comp).to_event(1)
+        return dist.MixtureSameFamily(mix, comp).to_event(loc.dim())
 
     def kl_divergence(self) -> torch.Tensor:
-        """Closed-form KL(q || prior), summed over every Bayesian weight (Normal prior only)."""
+        """Closed-form KL(q || prior) over every Bayesian weight, averaged over components.
+
+        The average is what the ELBO of a mixture posterior uses: see "Components" in the
+        module docstring. Normal prior only.
+        """
         if self.prior != "normal":
             raise ModelError("the scale-mixture prior has no closed-form KL.")
         q = dist.Normal(self._v.loc, self.posterior_scale())
         p = dist.Normal(torch.zeros_like(self._v.loc), self.prior_sigma)
-        return torch.distributions.kl_divergence(q, p).sum()
+        return torch.distributions.kl_divergence(q, p).sum() / self.components
+
+    def component_rows(self, n: int, device: Any = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Which rows of a batch of n each component scores in training, and how to undo it.
+
+        Row i goes to component i mod K. Returns the row indices of each component and the
+        permutation that puts the concatenated components' rows back in the batch's order.
+        """
+        k = min(self.components, max(n, 1))
+        parts = [torch.arange(c, n, k, device=device) for c in range(k)]
+        return parts, torch.argsort(torch.cat(parts))
 
     def _params(self, bayes: torch.Tensor) -> dict[str, torch.Tensor]:
         params = self.architecture.unflatten(bayes, self.bayes_names)
@@ -257,10 +281,11 @@ class BayesianCNN(CNNBase):
     # ---- the pieces objectives compose ------------------------------------------------------
     def sample_weights(self, kl_weight: float = 1.0) -> torch.Tensor:
         """The ``"weights"`` sample site under the prior (and the MAP layers' log prior)."""
-        with poutine.scale(scale=kl_weight):
+        with poutine.scale(scale=kl_weight / self.components):  # the components' mean KL
             w = pyro.sample("weights", self.prior_distribution())
-            if self.det_names:  # MAP layers: their log prior enters as a factor
-                det = self._v.det
+        if self.det_names:  # MAP layers, shared by the components: their log prior as a factor
+            det = self._v.det
+            with poutine.scale(scale=kl_weight):
                 pyro.factor("map_prior", -0.5 * (det * det).sum() / self.prior_sigma**2)
         return w
 
@@ -272,18 +297,22 @@ class BayesianCNN(CNNBase):
         masks: int = 1,
         stats_rows: int | None = None,
         local_reparam: bool | str = False,
+        component: int = 0,
     ) -> torch.Tensor:
         """Logits of prepared images under one weight vector; dropout is on in training mode.
 
         ``masks``, ``stats_rows``: see :meth:`Architecture.forward`. ``local_reparam``: the
         layers it names (True: all, ``"dense"``: the dense ones) draw their pre-activations
-        from the Gaussian the posterior implies, instead of using ``weights``.
+        from the Gaussian the posterior implies (of ``component``, with several), instead of
+        using ``weights``.
         """
         params, variances = self._params(weights), None
         if local_reparam:
-            scale = self.posterior_scale()
+            loc, scale = self._v.loc, self.posterior_scale()
+            if self.components > 1:
+                loc, scale = loc[component], scale[component]
             variances = self.architecture.unflatten(scale * scale, self.bayes_names)
-            drawn, params = params, self._params(self._v.loc)
+            drawn, params = params, self._params(loc)
             if local_reparam == "dense":  # convolutions keep the drawn weights
                 variances = {k: v for k, v in variances.items() if not k.startswith("conv")}
                 params.update({k: v for k, v in drawn.items() if k.startswith("conv")})
@@ -300,7 +329,12 @@ class BayesianCNN(CNNBase):
         :meth:`sample_weights` and :meth:`network`. Returns the logits (len(x), outputs).
         """
         w = self.sample_weights(kl_weight)
-        logits = self.network(x, w)
+        if self.components == 1:
+            logits = self.network(x, w)
+        else:  # each row scored by one component (module docstring, "Components")
+            parts, inverse = self.component_rows(len(x), x.device)
+            logits = torch.cat([self.network(x[r], w[c], component=c)
+                                for c, r in enumerate(parts)])[inverse]  # fmt: skip
         size = len(x) if size is None else size
         if index is None:
             index = torch.arange(len(x), device=x.device)
@@ -309,14 +343,15 @@ class BayesianCNN(CNNBase):
         return logits
 
     def draw_weights(self) -> torch.Tensor:
-        """One reparameterized draw of the flat weight vector from the guide, outside Pyro."""
+        """One reparameterized draw of every component's weights from the guide, outside Pyro."""
         return dist.Normal(self._v.loc, self.posterior_scale(), validate_args=False).rsample()
 
     def guide(self, x=None, y=None, index=None, size=None, kl_weight=1.0):
-        """Mean-field Normal over the flat weight vector."""
+        """Mean-field Normal over the flat weight vector (each component's, with several)."""
         loc, scale = self._v.loc, self.posterior_scale()
-        with poutine.scale(scale=kl_weight):
-            return pyro.sample("weights", dist.Normal(loc, scale, validate_args=False).to_event(1))
+        with poutine.scale(scale=kl_weight / self.components):
+            q = dist.Normal(loc, scale, validate_args=False).to_event(loc.dim())
+            return pyro.sample("weights", q)
 
     forward = model
 
@@ -357,82 +392,11 @@ class BayesianCNN(CNNBase):
 
     def _at_rates(self, x: torch.Tensor, num_samples: int, rates: Sequence[float]) -> torch.Tensor:
         loc, scale = self._v.loc, self.posterior_scale()
-        eps = torch.randn(num_samples, loc.shape[0], device=loc.device, dtype=loc.dtype)
+        if self.components > 1:  # draw s from component s mod K: an equal share of each
+            which = torch.arange(num_samples, device=loc.device) % self.components
+            loc, scale = loc[which], scale[which]
+        eps = torch.randn(num_samples, loc.shape[-1], device=loc.device, dtype=loc.dtype)
         params = self._params(loc + scale * eps)
         arch = self.architecture
         h = arch.features_samples(x, params, num_samples, self._v.norms)
         return torch.stack([arch.head_samples(h, params, dropout=p > 0, rate=p) for p in rates])
-
-
-class DeterministicCNN(CNNBase):
-    """The same CNN with point-estimate weights: MAP under a Normal(0, prior_sigma) prior."""
-
-    kind = "DeterministicCNN"
-    stochastic = False
-    test_dropout = False
-
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        image_size: tuple[int, int],
-        filters: tuple[int, ...] = (32, 64),
-        dense: tuple[int, ...] = (128,),
-        pooling: str = "avg",
-        batch_norm: bool = False,
-        dropout: float = 0.5,
-        prior_sigma: float = 1.0,
-        seed: int = 0,
-    ) -> None:
-        arch = Architecture(
-            in_channels, num_classes, image_size, filters, dense, pooling, batch_norm, dropout
-        )
-        super().__init__(arch, seed)
-        _check_positive(prior_sigma=prior_sigma)
-        self.prior_sigma = float(prior_sigma)
-        gen = torch.Generator().manual_seed(seed)
-        self.weights = torch.nn.Module()
-        self.weights.flat = torch.nn.Parameter(arch.init_weights(gen))
-        self.weights.norms = _norms(arch)
-
-    def _extra_config(self) -> dict[str, Any]:
-        return {"prior_sigma": self.prior_sigma}
-
-    @property
-    def _w(self) -> torch.nn.Module:
-        return self._modules["weights"]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        arch = self.architecture
-        return arch.forward(x, arch.unflatten(self._w.flat), self._w.norms, dropout=self.training)
-
-    def network(self, x: torch.Tensor, weights: None = None, **_: Any) -> torch.Tensor:
-        """Logits of prepared images; dropout is on in training mode."""
-        return self.forward(x)
-
-    def log_prior(self) -> torch.Tensor:
-        """log p(weights) up to a constant: the Gaussian prior of MAP, -|w|^2 / (2 sigma^2)."""
-        w = self._w.flat
-        return -0.5 * (w * w).sum() / self.prior_sigma**2
-
-    @torch.no_grad()
-    def sample_logits(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-        arch = self.architecture
-        params = arch.unflatten(self._w.flat)
-        if not self.test_dropout:
-            return arch.forward(x, params, self._w.norms).unsqueeze(0)
-        # Convolutions are shared; only the dropout masks differ between samples.
-        return arch.forward_samples(x, params, num_samples, self._w.norms, dropout=True)
-
-
-class MCDropoutCNN(DeterministicCNN):
-    """MAP CNN whose dropout stays on at prediction time (Gal and Ghahramani's MC dropout)."""
-
-    kind = "MCDropoutCNN"
-    stochastic = True
-    test_dropout = True
-
-    def __init__(self, *args: Any, dropout: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(*args, dropout=dropout, **kwargs)
-        if self.architecture.dropout <= 0:
-            raise ModelError("MCDropoutCNN needs dropout > 0.")

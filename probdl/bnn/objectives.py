@@ -151,7 +151,24 @@ class ELBO:
         return _annealed(self.kl_annealing, epoch)
 
     def _forward(self, cnn: BayesianCNN, x: torch.Tensor, w: torch.Tensor, size: int) -> tuple:
-        """Logits (..., B, [m,] outputs), the noise-contrastive penalty (None: off), masks."""
+        """Logits (..., B, [m,] outputs), the noise-contrastive penalty (None: off), masks.
+
+        With several components, row i is scored by component i mod K (``w[k]``) and the
+        batch's noise images are shared out among them; the penalty is the components' mean,
+        as the KL is (:mod:`probdl.bnn.models`, "Components").
+        """
+        if cnn.components == 1:
+            return self._forward_one(cnn, x, w, size, 0, self.noise_images)
+        parts, inverse = cnn.component_rows(len(x), x.device)
+        noise = math.ceil(self.noise_images / len(parts))
+        outs = [self._forward_one(cnn, x[r], w[c], size, c, noise) for c, r in enumerate(parts)]
+        dim = -3 if self.likelihood.images_per_example > 1 else -2
+        logits = torch.cat([o[0] for o in outs], dim=dim).index_select(dim, inverse)
+        penalty = None if outs[0][1] is None else torch.stack([o[1] for o in outs]).mean()
+        return logits, penalty, outs[0][2]
+
+    def _forward_one(self, cnn, x, w, size, component, noise_images) -> tuple:
+        """:meth:`_forward` for one weight vector (of ``component``)."""
         m = self.likelihood.images_per_example
         rows = len(x)
         images = _flat_images(x, m)
@@ -159,8 +176,8 @@ class ELBO:
         masks = self.dropout_masks if cnn.training and arch.dropout > 0 and arch.dense else 1
         contrast = cnn.training and self.noise_prior > 0
         if contrast:
-            images = torch.cat([images, shuffled_pixels(images, self.noise_images)])
-        logits = cnn.network(images, w, masks=masks, stats_rows=rows * m,
+            images = torch.cat([images, shuffled_pixels(images, noise_images)])
+        logits = cnn.network(images, w, masks=masks, stats_rows=rows * m, component=component,
                              local_reparam=self.local_reparam if cnn.training else False)
         penalty = None
         if contrast:

@@ -154,6 +154,10 @@ def train(args: argparse.Namespace) -> int:
         if args.model != "bayesian":
             raise UsageError("--predict-dropout is an option of --model bayesian only.")
         extra["predict_dropout"] = args.predict_dropout
+    if args.components is not None:
+        if args.model != "bayesian":
+            raise UsageError("--components is an option of --model bayesian only.")
+        extra["components"] = args.components
     model = kinds[args.model](in_channels=data.shape[0], num_classes=len(data.classes),
                               image_size=data.shape[1:], **extra)
     try:
@@ -165,8 +169,8 @@ def train(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         from probdl.bnn.checkpoint import OTHER_RUN_FIX
 
-        raise _cli_fix(err, OTHER_RUN_FIX, "resume with the run's own --model, --data and "
-                       "--predict-dropout, or train into another --out") from None
+        raise _cli_fix(err, OTHER_RUN_FIX, "resume with the run's own --model, --data, "
+                       "--predict-dropout and --components, or train into another --out") from None
     if not is_writer():
         return 0
     model_path = model.save(out / "model.pt")

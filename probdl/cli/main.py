@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predict-dropout", type=_number(0, 1), default=None, metavar="P",
                    help="bayesian only: dropout rate kept on when predicting, up to the "
                         "training rate 0.5 (default 0; see docs/bnn.md)")
+    p.add_argument("--components", type=_whole(1), default=None, metavar="K",
+                   help="bayesian only: a mixture of K mean-field posteriors, fitted in the "
+                        "time of one (default 1; see docs/bnn.md)")
     p.add_argument("--batch-size", type=_whole(1), default=64)
     p.add_argument("--lr", type=_number(0, low_open=True), default=3e-3,
                    help="Adam's learning rate (default 3e-3)")

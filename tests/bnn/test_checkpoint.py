@@ -28,7 +28,7 @@ def _trained_like(cls, **kw):
 @pytest.mark.parametrize(
     "cls, kw",
     [(BayesianCNN, {}), (BayesianCNN, {"bayesian_layers": "last", "batch_norm": True}),
-     (DeterministicCNN, {}), (MCDropoutCNN, {})],
+     (BayesianCNN, {"components": 3}), (DeterministicCNN, {}), (MCDropoutCNN, {})],
 )  # fmt: skip
 def test_round_trip_predicts_exactly_the_same(cls, kw, tmp_path):
     model = _trained_like(cls, **kw)
@@ -80,10 +80,19 @@ def test_a_version_2_file_predicts_as_it_did(tmp_path):
     # model must not take up whatever default a later probdl has
     model = _trained_like(BayesianCNN, predict_dropout=0.05)
     raw = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
-    config = {k: v for k, v in raw["config"].items() if k != "predict_dropout"}
+    config = {k: v for k, v in raw["config"].items() if k not in ("predict_dropout", "components")}
     torch.save({**raw, "version": 2, "config": config}, tmp_path / "old.pt")
     assert BayesianCNN.load(tmp_path / "old.pt").predict_dropout == 0.0
     assert BayesianCNN.load(tmp_path / "m.pt").predict_dropout == 0.05
+
+
+def test_a_version_3_file_has_one_component(tmp_path):
+    model = _trained_like(BayesianCNN)
+    raw = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
+    config = {k: v for k, v in raw["config"].items() if k != "components"}
+    torch.save({**raw, "version": 3, "config": config}, tmp_path / "old.pt")
+    old = BayesianCNN.load(tmp_path / "old.pt")
+    assert old.components == 1 and old.config() == model.config()
 
 
 def test_truncated_file(tmp_path):

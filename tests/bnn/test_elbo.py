@@ -32,6 +32,8 @@ def _loss_and_grads(elbo, model, x, y, validation=False):
         {},  # Normal prior: the KL is closed-form and the weight densities are skipped
         {"bayesian_layers": "last", "batch_norm": True},
         {"prior": "mixture"},  # no closed-form KL: falls back to the sampled estimate
+        {"components": 3},  # a (3, D) weights site, rows shared out among the components
+        {"components": 2, "prior": "mixture"},
     ],
 )
 @pytest.mark.parametrize("particles", [1, 2])
@@ -65,6 +67,8 @@ def test_with_pyro_validation_on_it_is_the_parent_path():
         (ELBO(noise_prior=0.1), {}),  # noise images and 4 dropout masks
         (ELBO(num_particles=2, kl_annealing=4), {"bayesian_layers": "last"}),
         (ELBO(local_reparam="dense", noise_prior=0.0), {"batch_norm": True}),
+        (ELBO(noise_prior=0.1), {"components": 3}),
+        (ELBO(local_reparam=True, noise_prior=0.1), {"components": 2, "bayesian_layers": "last"}),
     ],
 )
 def test_the_direct_loss_is_the_pyro_loss_with_the_same_draws(objective, kwargs):

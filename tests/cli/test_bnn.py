@@ -219,7 +219,7 @@ def test_train_and_evaluate_a_binary_rgb_folder(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(scores["accuracy"])
 
 
-def test_train_takes_predict_dropout_and_names_folder_problems(tmp_path, capsys):
+def test_train_takes_predict_dropout_components_and_names_folder_problems(tmp_path, capsys):
     from PIL import Image
 
     from probdl import BayesianCNN, load_digits
@@ -228,15 +228,20 @@ def test_train_takes_predict_dropout_and_names_folder_problems(tmp_path, capsys)
     _write_pngs(tmp_path / "two", digits.images[:40], digits.labels[:40] % 2, ["even", "odd"])
     out = tmp_path / "run"
     argv = ["train", "--data", f"folder:{tmp_path / 'two'}", "--epochs", "1", "--out"]
-    assert main([*argv, str(out), "--predict-dropout", "0.2"]) == 0
-    assert BayesianCNN.load(out / "model.pt").predict_dropout == 0.2
+    assert main([*argv, str(out), "--predict-dropout", "0.2", "--components", "2"]) == 0
+    model = BayesianCNN.load(out / "model.pt")
+    assert model.predict_dropout == 0.2 and model.posterior_loc().shape[0] == 2
     capsys.readouterr()
     for extra, code, message in (
         (["--predict-dropout", "0.7"], 1, "training dropout (0.5)"),  # the model's error
         (["--model", "deterministic", "--predict-dropout", "0.1"], 2, "--model bayesian only"),
+        (["--model", "mc-dropout", "--components", "2"], 2, "--model bayesian only"),
     ):
         assert main([*argv, str(tmp_path / "r2"), *extra]) == code
         assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's usage error, exit status 2
+        main([*argv, str(tmp_path / "r2"), "--components", "0"])
+    assert "--components: must be 1 or more" in capsys.readouterr().err
     # one class subfolder; images of two sizes (the command line has no size option)
     _write_pngs(tmp_path / "one", digits.images[:4], [0] * 4, ["zero"])
     assert main(["train", "--data", f"folder:{tmp_path / 'one'}", "--out", str(tmp_path / "r3")]
