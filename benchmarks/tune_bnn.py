@@ -6,10 +6,10 @@
         --runs shapes:0-4 --out runs.jsonl
 
 Each run trains ``BayesianCNN`` exactly as ``benchmarks/bench_bnn.py`` does (its ``run_one``:
-same split, epochs, seeds, ``train`` defaults, scores with and without the fitted temperature)
-except the constructor arguments given by ``--model KEY=VALUE ...`` (values read as Python
-literals) and, with ``--noise-prior``, ``objective=ELBO(noise_prior=...)``. Each run appends
-one JSON line to ``--out`` as soon as it is done, with the fields of the benchmark's rows;
+the seed's own split, epochs, ``train`` defaults, scores with and without the fitted
+temperature) except the constructor arguments given by ``--model KEY=VALUE ...`` (values read
+as Python literals) and, with ``--noise-prior``, ``objective=ELBO(noise_prior=...)``. Each run
+appends one JSON line to ``--out`` as soon as it is done, with the fields of the benchmark's rows;
 compare with the saved ``BayesianCNN`` / ``DeterministicCNN`` rows of the same seeds in
 ``benchmarks/results/bnn-runs/``. Without ``--model`` and ``--noise-prior`` a run reproduces
 the saved benchmark run of its seed.
@@ -74,11 +74,10 @@ def main(argv: list[str] | None = None) -> None:
                                if kwargs else "")  # fmt: skip
     if objective is not None:
         variant += f", ELBO(noise_prior={args.noise_prior})"
-    data = {}
     for name, seed in _runs(args.runs):
-        if name not in data:
-            data[name] = load(name)
-        row = run_one(data[name], "BayesianCNN", seed, kwargs, objective, variant)
+        data = load(name, split_seed=seed)  # as the benchmark: split seed = model seed
+        row = run_one(data, "BayesianCNN", seed, kwargs, objective, variant)
+        row["split_seed"] = seed
         line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
         print(line, flush=True)
         with args.out.open("a") as f:
