@@ -21,8 +21,9 @@ Components. With ``components=K`` the posterior is the uniform mixture q = (1/K)
 K mean-field Normals. Since KL(q || p) <= (1/K) sum_k KL(q_k || p) (convexity), the mean of the
 components' ELBOs, (1/K) sum_k (E_qk log p(D | w) - KL(q_k || p)), is a lower bound on
 log p(D) too, and it is what is fitted: in a batch of B rows, row i is scored by component
-i mod K alone, so (N / B) sum_i log p(y_i | x_i, w_k(i)) estimates the mean likelihood term
-without bias, and each component learns from its 1/K share of every batch. K components thus
+k(i) = (i + o) mod K alone, o uniform per batch, so (N / B) sum_i log p(y_i | x_i, w_k(i))
+estimates the mean likelihood term without bias, and each component learns from its 1/K share
+of every batch. K components thus
 cost what one does per step (an ensemble trained in the time of one member); prediction draws
 an equal share of its samples from each.
 """
@@ -188,6 +189,12 @@ class BayesianCNN(CNNBase):
         ):
             raise ModelError(f"components must be a whole number >= 1, got {components!r}.")
         self.components = int(components)
+        if self.components > 1 and batch_norm and bayesian_layers == "all":
+            raise ModelError(
+                "components > 1 with batch_norm=True needs bayesian_layers='last': the "
+                "components' convolutions differ, and one set of batch-norm statistics cannot "
+                "serve them all."
+            )
 
         gen = torch.Generator().manual_seed(self.seed)
         self.bayes_names = arch.names(bayesian_layers)
@@ -262,15 +269,20 @@ class BayesianCNN(CNNBase):
         p = dist.Normal(torch.zeros_like(self._v.loc), self.prior_sigma)
         return torch.distributions.kl_divergence(q, p).sum() / self.components
 
-    def component_rows(self, n: int, device: Any = None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Which rows of a batch of n each component scores in training, and how to undo it.
+    def component_rows(self, n: int, device: Any = None) -> tuple[list, torch.Tensor]:
+        """Which rows of a training batch of n each component scores, and how to undo it.
 
-        Row i goes to component i mod K. Returns the row indices of each component and the
-        permutation that puts the concatenated components' rows back in the batch's order.
+        Row i goes to component (i + o) mod K with o drawn uniformly for each batch, so every
+        row is equally likely to meet each component whatever n is (the likelihood term stays
+        unbiased when K does not divide the batch, or exceeds it). Returns (component, rows)
+        pairs for the components that got rows, and the permutation that puts their
+        concatenated rows back in the batch's order.
         """
-        k = min(self.components, max(n, 1))
-        parts = [torch.arange(c, n, k, device=device) for c in range(k)]
-        return parts, torch.argsort(torch.cat(parts))
+        k = self.components
+        o = int(torch.randint(k, ()))
+        pairs = [(c, torch.arange((c - o) % k, n, k, device=device)) for c in range(k)]
+        pairs = [(c, rows) for c, rows in pairs if len(rows)]
+        return pairs, torch.argsort(torch.cat([rows for _, rows in pairs]))
 
     def _params(self, bayes: torch.Tensor) -> dict[str, torch.Tensor]:
         params = self.architecture.unflatten(bayes, self.bayes_names)
@@ -334,7 +346,7 @@ class BayesianCNN(CNNBase):
         else:  # each row scored by one component (module docstring, "Components")
             parts, inverse = self.component_rows(len(x), x.device)
             logits = torch.cat([self.network(x[r], w[c], component=c)
-                                for c, r in enumerate(parts)])[inverse]  # fmt: skip
+                                for c, r in parts])[inverse]  # fmt: skip
         size = len(x) if size is None else size
         if index is None:
             index = torch.arange(len(x), device=x.device)
@@ -392,8 +404,10 @@ class BayesianCNN(CNNBase):
 
     def _at_rates(self, x: torch.Tensor, num_samples: int, rates: Sequence[float]) -> torch.Tensor:
         loc, scale = self._v.loc, self.posterior_scale()
-        if self.components > 1:  # draw s from component s mod K: an equal share of each
-            which = torch.arange(num_samples, device=loc.device) % self.components
+        if self.components > 1:  # draw s from component (s + o) mod K: an equal share of each
+            k = self.components
+            which = (torch.arange(num_samples) + int(torch.randint(k, ()))) % k
+            which = which.to(loc.device)
             loc, scale = loc[which], scale[which]
         eps = torch.randn(num_samples, loc.shape[-1], device=loc.device, dtype=loc.dtype)
         params = self._params(loc + scale * eps)

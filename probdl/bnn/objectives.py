@@ -153,15 +153,15 @@ class ELBO:
     def _forward(self, cnn: BayesianCNN, x: torch.Tensor, w: torch.Tensor, size: int) -> tuple:
         """Logits (..., B, [m,] outputs), the noise-contrastive penalty (None: off), masks.
 
-        With several components, row i is scored by component i mod K (``w[k]``) and the
-        batch's noise images are shared out among them; the penalty is the components' mean,
-        as the KL is (:mod:`probdl.bnn.models`, "Components").
+        With several components, each row is scored by one component (``component_rows``), the
+        batch's noise images are shared out among them, and the penalty is the components'
+        mean, as the KL is (:mod:`probdl.bnn.models`, "Components").
         """
         if cnn.components == 1:
             return self._forward_one(cnn, x, w, size, 0, self.noise_images)
         parts, inverse = cnn.component_rows(len(x), x.device)
         noise = math.ceil(self.noise_images / len(parts))
-        outs = [self._forward_one(cnn, x[r], w[c], size, c, noise) for c, r in enumerate(parts)]
+        outs = [self._forward_one(cnn, x[r], w[c], size, c, noise) for c, r in parts]
         dim = -3 if self.likelihood.images_per_example > 1 else -2
         logits = torch.cat([o[0] for o in outs], dim=dim).index_select(dim, inverse)
         penalty = None if outs[0][1] is None else torch.stack([o[1] for o in outs]).mean()

@@ -88,6 +88,9 @@ def _nll_accuracy(model: CNNBase, x: torch.Tensor, y: torch.Tensor, samples: int
     # The best epoch is chosen on the predictive without dropout masks (a BayesianCNN with
     # predict_dropout > 0): a masked single draw is noisier and picked worse epochs on 8x8
     # digits (docs/tuning-log.md, issue 16, sixth round); temperature and predict keep them.
+    # A mixture is scored on an equal share of draws from every component, not on one.
+    k = getattr(model, "components", 1)
+    samples = -(-samples // k) * k
     rate = getattr(model, "predict_dropout", 0.0)
     if rate:
         model.predict_dropout = 0.0

@@ -30,16 +30,28 @@ def test_kl_is_the_mean_of_the_components_closed_form_kls():
     torch.testing.assert_close(model.kl_divergence(), per.mean())
 
 
-def test_the_loss_scores_row_i_with_component_i_mod_k():
+def _expected_loss(model, x, y, size, o):
+    """The loss by hand with row i scored by component (i + o) mod K's mean weights."""
+    arch, loc, k = model.architecture, model.posterior_loc(), model.components
+    nll = sum(F.cross_entropy(arch.forward(x[i : i + 1], arch.unflatten(loc[(i + o) % k])),
+                              y[i : i + 1]) for i in range(len(x)))  # fmt: skip
+    return ((size / len(x)) * nll + model.kl_divergence()) / size
+
+
+@pytest.mark.parametrize("k, rows", [(2, 7), (3, 2)])  # K not dividing the batch, K above it
+def test_the_loss_scores_row_i_with_component_i_plus_a_random_offset(k, rows):
     model = _near_point_mass(BayesianCNN(1, 10, (8, 8), **{**TINY, "dropout": 0.0},
-                                         components=2)).train()  # fmt: skip
-    x, y, size = torch.rand(7, 1, 8, 8), torch.randint(0, 10, (7,)), 140
-    loss = ELBO(noise_prior=0.0).loss(model, x, y, torch.arange(7), size)
-    arch, loc = model.architecture, model.posterior_loc()
-    nll = sum(F.cross_entropy(arch.forward(x[k::2], arch.unflatten(loc[k])), y[k::2],
-                              reduction="sum") for k in range(2))  # fmt: skip
-    expected = ((size / 7) * nll + model.kl_divergence()) / size
-    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+                                         components=k)).train()  # fmt: skip
+    x, y, size = torch.rand(rows, 1, 8, 8), torch.randint(0, 10, (rows,)), 140
+    expected = [_expected_loss(model, x, y, size, o) for o in range(k)]
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        loss = ELBO(noise_prior=0.0).loss(model, x, y, torch.arange(rows), size)
+        match = [o for o in range(k) if torch.allclose(loss, expected[o], rtol=1e-5, atol=1e-6)]
+        assert match, (loss, expected)
+        seen.add(match[0])
+    assert seen == set(range(k))  # every offset occurs: each row meets every component
 
 
 def test_predictions_draw_an_equal_share_from_each_component():
@@ -47,10 +59,17 @@ def test_predictions_draw_an_equal_share_from_each_component():
     x = torch.rand(5, 1, 8, 8)
     logits = model.sample_logits(x, num_samples=4)
     arch, loc = model.architecture, model.posterior_loc()
+    by_component = [arch.forward(x, arch.unflatten(loc[c])) for c in range(2)]
+    o = 0 if torch.allclose(logits[0], by_component[0], rtol=1e-4, atol=1e-5) else 1
     for s in range(4):
-        torch.testing.assert_close(logits[s], arch.forward(x, arch.unflatten(loc[s % 2])),
-                                   rtol=1e-4, atol=1e-5)  # fmt: skip
+        torch.testing.assert_close(logits[s], by_component[(s + o) % 2], rtol=1e-4, atol=1e-5)
     assert not torch.allclose(logits[0], logits[1])
+
+
+def test_batch_norm_on_bayesian_convolutions_is_refused_with_components():
+    with pytest.raises(ModelError, match="bayesian_layers='last'"):
+        BayesianCNN(1, 10, (8, 8), batch_norm=True, components=2)
+    BayesianCNN(1, 10, (8, 8), batch_norm=True, components=2, bayesian_layers="last")
 
 
 def test_one_component_is_the_plain_mean_field_model():
@@ -75,10 +94,14 @@ def test_a_mixture_model_learns_digits(small_digits):
     result = train(model, tr, va, epochs=6, optim=Optim(lr=1e-2, batch_size=16), progress=False)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert evaluate(model, te, num_samples=4)["accuracy"] > 0.6  # chance is 0.1
-    # both components were fitted: each moved away from its start, and they disagree
-    start = BayesianCNN(1, 10, (8, 8), **{**TINY, "dropout": 0.2}, components=2).posterior_loc()
-    moved = (model.posterior_loc().detach() - start).abs().mean(1)
-    assert (moved > 1e-3).all()
+    # each component learned from the data on its own: one fitted by the KL alone stays near
+    # chance (0.1). Component 0 starts where a one-component model does, which learns slowly
+    # from this seed (.77 with whole batches, .38 from half of each after 6 epochs).
+    model.eval()
+    x, arch = model.prepare(te.images), model.architecture
+    for loc in model.posterior_loc().detach():
+        pred = arch.forward(x, arch.unflatten(loc)).argmax(1)
+        assert (pred == torch.as_tensor(te.labels)).float().mean() > 0.25
 
 
 def test_pairs_of_images_go_to_one_component_each():
@@ -89,12 +112,15 @@ def test_pairs_of_images_go_to_one_component_each():
                                          components=2)).train()  # fmt: skip
     x, s, size = torch.rand(5, 2, 1, 8, 8), torch.randint(0, 19, (5,)), 50
     objective = ELBO(noise_prior=0.0, likelihood=SumLikelihood(10))
+    torch.manual_seed(0)
     loss = objective.loss(model, x, s, torch.arange(5), size)
     arch, loc = model.architecture, model.posterior_loc()
-    nll = torch.zeros(())
-    for i in range(5):  # P(sum) = sum_d P(d1 = d) P(d2 = s - d), example i by component i mod 2
-        p = arch.forward(x[i], arch.unflatten(loc[i % 2])).softmax(-1)
-        pairs = [p[0, d] * p[1, s[i] - d] for d in range(10) if 0 <= s[i] - d < 10]
-        nll = nll - torch.log(sum(pairs))
-    expected = ((size / 5) * nll + model.kl_divergence()) / size
-    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    expected = []
+    for o in range(2):  # example i by component (i + o) mod 2
+        nll = torch.zeros(())
+        for i in range(5):  # P(sum) = sum_d P(d1 = d) P(d2 = s - d)
+            p = arch.forward(x[i], arch.unflatten(loc[(i + o) % 2])).softmax(-1)
+            pairs = [p[0, d] * p[1, s[i] - d] for d in range(10) if 0 <= s[i] - d < 10]
+            nll = nll - torch.log(sum(pairs))
+        expected.append(((size / 5) * nll + model.kl_divergence()) / size)
+    assert any(torch.allclose(loss, e, rtol=1e-5, atol=1e-6) for e in expected)
