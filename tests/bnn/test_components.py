@@ -38,8 +38,12 @@ def _expected_loss(model, x, y, size, o):
     return ((size / len(x)) * nll + model.kl_divergence()) / size
 
 
-@pytest.mark.parametrize("k, rows", [(2, 7), (3, 2)])  # K not dividing the batch, K above it
-def test_the_loss_scores_row_i_with_component_i_plus_a_random_offset(k, rows):
+@pytest.mark.parametrize(
+    "k, rows, local_reparam",
+    [(2, 7, False), (3, 2, False), (2, 5, True)],  # K not dividing the batch, K above it
+)
+def test_the_loss_scores_row_i_with_component_i_plus_a_random_offset(k, rows, local_reparam):
+    # local_reparam draws pre-activations from the row's own component (its mean, here)
     model = _near_point_mass(BayesianCNN(1, 10, (8, 8), **{**TINY, "dropout": 0.0},
                                          components=k)).train()  # fmt: skip
     x, y, size = torch.rand(rows, 1, 8, 8), torch.randint(0, 10, (rows,)), 140
@@ -47,7 +51,8 @@ def test_the_loss_scores_row_i_with_component_i_plus_a_random_offset(k, rows):
     seen = set()
     for seed in range(12):
         torch.manual_seed(seed)
-        loss = ELBO(noise_prior=0.0).loss(model, x, y, torch.arange(rows), size)
+        objective = ELBO(noise_prior=0.0, local_reparam=local_reparam)
+        loss = objective.loss(model, x, y, torch.arange(rows), size)
         match = [o for o in range(k) if torch.allclose(loss, expected[o], rtol=1e-5, atol=1e-6)]
         assert match, (loss, expected)
         seen.add(match[0])
