@@ -23,9 +23,8 @@ components' ELBOs, (1/K) sum_k (E_qk log p(D | w) - KL(q_k || p)), is a lower bo
 log p(D) too, and it is what is fitted: in a batch of B rows, row i is scored by component
 k(i) = (i + o) mod K alone, o uniform per batch, so (N / B) sum_i log p(y_i | x_i, w_k(i))
 estimates the mean likelihood term without bias, and each component learns from its 1/K share
-of every batch. K components thus
-cost what one does per step (an ensemble trained in the time of one member); prediction draws
-an equal share of its samples from each.
+of every batch. K components thus cost what one does per step (an ensemble trained in the time
+of one member); prediction draws an equal share of its samples from each.
 """
 
 from __future__ import annotations
@@ -406,8 +405,7 @@ class BayesianCNN(CNNBase):
         loc, scale = self._v.loc, self.posterior_scale()
         if self.components > 1:  # draw s from component (s + o) mod K: an equal share of each
             k = self.components
-            which = (torch.arange(num_samples) + int(torch.randint(k, ()))) % k
-            which = which.to(loc.device)
+            which = (torch.arange(num_samples, device=loc.device) + int(torch.randint(k, ()))) % k
             loc, scale = loc[which], scale[which]
         eps = torch.randn(num_samples, loc.shape[-1], device=loc.device, dtype=loc.dtype)
         params = self._params(loc + scale * eps)

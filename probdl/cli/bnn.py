@@ -150,14 +150,12 @@ def train(args: argparse.Namespace) -> int:
     kinds = {"bayesian": bnn.BayesianCNN, "deterministic": bnn.DeterministicCNN,
              "mc-dropout": bnn.MCDropoutCNN}
     extra = {}
-    if args.predict_dropout is not None:
-        if args.model != "bayesian":
-            raise UsageError("--predict-dropout is an option of --model bayesian only.")
-        extra["predict_dropout"] = args.predict_dropout
-    if args.components is not None:
-        if args.model != "bayesian":
-            raise UsageError("--components is an option of --model bayesian only.")
-        extra["components"] = args.components
+    for key in ("predict_dropout", "components"):  # the Bayesian CNN's own options
+        if getattr(args, key) is not None:
+            if args.model != "bayesian":
+                flag = "--" + key.replace("_", "-")
+                raise UsageError(f"{flag} is an option of --model bayesian only.")
+            extra[key] = getattr(args, key)
     model = kinds[args.model](in_channels=data.shape[0], num_classes=len(data.classes),
                               image_size=data.shape[1:], **extra)
     try:
